@@ -1,0 +1,159 @@
+"""The `order-proxy` command line: serve, demo, simulate, check-config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from proxy import __version__
+from proxy.settings import Settings, SettingsError, load_settings
+
+_EPILOG = """\
+Configuration comes from environment variables (JUSPAY_MERCHANT_ID, JUSPAY_API_KEY or
+JUSPAY_API_KEY_FILE, JUSPAY_BASE_URL, REDIS_URL, PROXY_HOST, PROXY_PORT, ...) and an optional
+TOML file named by PROXY_CONFIG_FILE. The README lists every setting with its default.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="order-proxy",
+        description="Read-through caching proxy in front of Juspay's Order Status API.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"order-proxy {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    commands.add_parser(
+        "serve",
+        help="run the proxy (settings from the environment)",
+        description="Run the proxy. Settings come from the environment; see the README.",
+    )
+    demo = commands.add_parser(
+        "demo",
+        help="run the simulator and the proxy together, no Juspay account needed",
+        description="Start the built-in Juspay simulator and the proxy (in-process cache) on "
+        "loopback, send one order through it twice (MISS, then HIT) and print curl lines.",
+    )
+    demo.add_argument("--port", type=int, default=8080, help="proxy port (default 8080)")
+    demo.add_argument("--once", action="store_true", help="exit after showing the two requests")
+    sim = commands.add_parser(
+        "simulate",
+        help="run only the Juspay-compatible upstream simulator",
+        description="Run the Juspay-compatible simulator (orders seeded from Juspay's samples).",
+    )
+    sim.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    sim.add_argument("--port", type=int, default=8099, help="listen port (default 8099)")
+    sim.add_argument("--merchant-id", default="demo_merchant", help="merchant id it accepts")
+    sim.add_argument(
+        "--api-key-env",
+        default="SIMULATOR_API_KEY",
+        help="environment variable holding the API key it accepts (default SIMULATOR_API_KEY; "
+        "'demo_api_key' when unset)",
+    )
+    commands.add_parser(
+        "check-config",
+        help="print the effective settings (secrets masked) and exit",
+        description="Parse the settings exactly as `serve` would and print them, secrets masked. "
+        "Exits 2 with one line naming the bad setting when the configuration is invalid.",
+    )
+    return parser
+
+
+def _settings_or_exit() -> Settings:
+    try:
+        return load_settings(os.environ)
+    except SettingsError as exc:
+        print(f"order-proxy: invalid configuration: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _install_uvloop() -> str:
+    try:
+        import uvloop  # noqa: PLC0415 - optional speed-up, only when serving
+    except ImportError:
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return "uvloop"
+
+
+def serve() -> int:
+    from proxy.app import create_app  # noqa: PLC0415 - keep `--help` fast
+    from proxy.logs import configure_logging  # noqa: PLC0415
+
+    settings = _settings_or_exit()
+    configure_logging(settings.log.level, settings.log.format)
+    loop_name = _install_uvloop()
+    import structlog  # noqa: PLC0415
+
+    structlog.get_logger("proxy").info(
+        "starting",
+        version=__version__,
+        loop=loop_name,
+        host=settings.server.host,
+        port=settings.server.port,
+        upstream=str(settings.upstream.base_url),
+        cache="redis" if settings.redis.url else "in-process",
+        merchants=[m.merchant_id for m in settings.merchants],
+    )
+    web.run_app(
+        create_app(settings),
+        host=settings.server.host,
+        port=settings.server.port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=settings.server.drain_seconds,
+        handle_signals=True,
+    )
+    return 0
+
+
+def simulate(args: argparse.Namespace) -> int:
+    from proxy.logs import configure_logging  # noqa: PLC0415
+    from proxy.simulator import SimulatorState, create_simulator_app  # noqa: PLC0415
+
+    configure_logging("info", os.environ.get("LOG_FORMAT", "json"))
+    key = os.environ.get(args.api_key_env) or "demo_api_key"
+    state = SimulatorState({args.merchant_id: key})
+    seeded = state.seed_samples()
+    print(
+        json.dumps(
+            {
+                "event": "simulator_listening",
+                "url": f"http://{args.host}:{args.port}",
+                "merchant_id": args.merchant_id,
+                "orders": seeded,
+            }
+        ),
+        flush=True,
+    )
+    web.run_app(
+        create_simulator_app(state), host=args.host, port=args.port, print=None, access_log=None
+    )
+    return 0
+
+
+def check_config() -> int:
+    settings = _settings_or_exit()
+    print(json.dumps(settings.describe(), indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return serve()
+    if args.command == "demo":
+        from proxy.demo import run_demo  # noqa: PLC0415
+
+        return run_demo(port=args.port, once=args.once)
+    if args.command == "simulate":
+        return simulate(args)
+    return check_config()

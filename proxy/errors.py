@@ -1,0 +1,176 @@
+"""The one error tree of the proxy, and its single mapping to Juspay-shaped HTTP answers.
+
+    ProxyError                      (status, error_code, category; never carries a secret)
+    ├── BadRequest                  400  bad order id, header or query
+    ├── Unauthorized                401  caller credentials missing or wrong
+    ├── Forbidden                   403  merchant not allowed for this caller
+    ├── NotFoundError               404  no such route
+    ├── PayloadTooLarge             413  request body over its bound
+    ├── Overloaded                  503  shed load (bulkhead full, draining); Retry-After
+    └── UpstreamError               502  anything wrong with Juspay's answer
+        ├── UpstreamAuthFailed      502  Juspay refused our key (401/403)
+        ├── UpstreamBadBody         502  not JSON, not an order, not the order asked for, too large
+        ├── UpstreamConnectionError 502  refused, reset, DNS, TLS
+        ├── UpstreamServerError     502  Juspay answered 5xx
+        ├── UpstreamRateLimited     503  Juspay answered 429; Retry-After
+        ├── CircuitOpen             503  we stopped calling Juspay for a while; Retry-After
+        └── UpstreamTimeout         504  the deadline for one read (retries included) passed
+
+Low-level exceptions (aiohttp, redis, msgspec) are translated once, where they happen, with
+`raise Specific(...) from exc`; handlers never see them.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+
+from proxy.models import ErrorBody, ErrorInfo
+
+
+class ProxyError(Exception):
+    """An answer the proxy itself produces; `str()` is the developer message."""
+
+    status: int = 500
+    error_code: str = "internal_error"
+    category: str = "SERVER_ERROR"
+    user_message: str = "Something went wrong. Please try again."
+    # The `outcome` label value recorded for an upstream call that ended in this error.
+    outcome: str = "error"
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    @property
+    def developer_message(self) -> str:
+        return str(self)
+
+
+class BadRequest(ProxyError):
+    status = 400
+    error_code = "invalid_request"
+    category = "USER_ERROR"
+    user_message = "Invalid request."
+
+
+class Unauthorized(ProxyError):
+    status = 401
+    error_code = "access_denied"
+    category = "USER_ERROR"
+    user_message = "Unauthorized."
+
+
+class Forbidden(ProxyError):
+    status = 403
+    error_code = "merchant_not_allowed"
+    category = "USER_ERROR"
+    user_message = "Forbidden."
+
+
+class NotFoundError(ProxyError):
+    status = 404
+    error_code = "route_not_found"
+    category = "USER_ERROR"
+    user_message = "Not found."
+
+
+class MethodNotAllowed(ProxyError):
+    status = 405
+    error_code = "method_not_allowed"
+    category = "USER_ERROR"
+    user_message = "Method not allowed."
+
+
+class PayloadTooLarge(ProxyError):
+    status = 413
+    error_code = "payload_too_large"
+    category = "USER_ERROR"
+    user_message = "Request body too large."
+
+
+class Overloaded(ProxyError):
+    status = 503
+    error_code = "overloaded"
+    category = "SERVER_ERROR"
+    user_message = "Service busy. Please retry shortly."
+    outcome = "shed"
+
+
+class UpstreamError(ProxyError):
+    status = 502
+    error_code = "upstream_error"
+    category = "UPSTREAM_ERROR"
+    user_message = "The payment service gave an unusable answer. Please retry."
+
+
+class UpstreamAuthFailed(UpstreamError):
+    error_code = "upstream_auth_failed"
+    outcome = "auth_failed"
+
+
+class UpstreamBadBody(UpstreamError):
+    error_code = "upstream_bad_body"
+    outcome = "bad_body"
+
+
+class UpstreamConnectionError(UpstreamError):
+    error_code = "upstream_unavailable"
+    outcome = "connection_error"
+    user_message = "The payment service could not be reached. Please retry."
+
+
+class UpstreamServerError(UpstreamError):
+    error_code = "upstream_server_error"
+    outcome = "server_error"
+
+
+class UpstreamRateLimited(UpstreamError):
+    status = 503
+    error_code = "upstream_rate_limited"
+    outcome = "rate_limited"
+    user_message = "The payment service is busy. Please retry shortly."
+
+
+class CircuitOpen(UpstreamError):
+    status = 503
+    error_code = "upstream_circuit_open"
+    outcome = "circuit_open"
+    user_message = "The payment service is failing; retry shortly."
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    error_code = "upstream_timeout"
+    outcome = "timeout"
+    user_message = "The payment service did not answer in time. Please retry."
+
+
+_ERROR_ENCODER = msgspec.json.Encoder()
+
+
+def error_body(err: ProxyError) -> bytes:
+    """Juspay's error shape, so SDKs that parse Juspay errors parse ours too."""
+    body = ErrorBody(
+        status="error",
+        error_code=err.error_code,
+        error_message=err.developer_message,
+        error_info=ErrorInfo(
+            code=err.error_code.upper(),
+            category=err.category,
+            user_message=err.user_message,
+            developer_message=err.developer_message,
+        ),
+    )
+    return _ERROR_ENCODER.encode(body)
+
+
+def error_response(err: ProxyError, headers: dict[str, str] | None = None) -> web.Response:
+    """The single place where a ProxyError becomes an HTTP answer."""
+    out = dict(headers or {})
+    if err.retry_after is not None:
+        out["Retry-After"] = str(err.retry_after)
+    out["Cache-Control"] = "no-store"
+    return web.Response(
+        status=err.status, body=error_body(err), content_type="application/json", headers=out
+    )

@@ -1,0 +1,119 @@
+"""Caller-facing handlers: parse and validate the request, ask the order service, answer."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from proxy import validation
+from proxy.errors import BadRequest, Forbidden
+from proxy.keys import ORDER_SERVICE, RECORD, SETTINGS
+from proxy.orders import OrderAnswer, OrderQuery
+
+FULL_GATEWAY_RESPONSE = "options.add_full_gateway_response"
+
+
+def _single(request: web.Request, name: str) -> str | None:
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise BadRequest(f"{name} given more than once")
+    return values[0] if values else None
+
+
+def _header(request: web.Request, name: str) -> str | None:
+    values = request.headers.getall(name, [])
+    if len(values) > 1:
+        raise BadRequest(f"{name} header given more than once")
+    return values[0] if values else None
+
+
+def _no_cache(request: web.Request) -> bool:
+    tokens = {t.strip().lower() for t in request.headers.get("Cache-Control", "").split(",")}
+    return "no-cache" in tokens
+
+
+def parse_order_query(request: web.Request, raw_order_id: str | None) -> OrderQuery:
+    """Everything the caller may say about an order read, validated; the rest is ignored."""
+    settings = request.app[SETTINGS]
+    order_id = validation.order_id(raw_order_id)
+    record = request[RECORD]
+    record.order_id = order_id
+
+    merchant_header = _header(request, "x-merchantid")
+    if merchant_header is None:
+        if settings.default_merchant is None:
+            raise BadRequest("x-merchantid is required: several merchants are configured")
+        merchant_id = settings.default_merchant
+    else:
+        merchant_id = validation.merchant_id(merchant_header.strip())
+        if settings.merchant(merchant_id) is None:
+            raise Forbidden("this merchant is not served by the proxy")
+    record.merchant_id = merchant_id
+
+    version_header = _header(request, "version")
+    version = (
+        validation.api_version(version_header.strip())
+        if version_header is not None
+        else settings.upstream.api_version
+    )
+    routing_header = _header(request, "x-routing-id")
+    routing_id = validation.routing_id(routing_header) if routing_header is not None else None
+
+    full = _single(request, FULL_GATEWAY_RESPONSE)
+    return OrderQuery(
+        merchant_id=merchant_id,
+        order_id=order_id,
+        version=version,
+        full_gateway_response=validation.flag(FULL_GATEWAY_RESPONSE, full) if full else False,
+        routing_id=routing_id,
+        no_cache=_no_cache(request),
+    )
+
+
+def _etag_matches(request: web.Request, etag: str) -> bool:
+    header = request.headers.get("If-None-Match")
+    if not header:
+        return False
+    candidates = {c.strip().removeprefix("W/") for c in header.split(",")}
+    return "*" in candidates or etag in candidates
+
+
+def order_response(request: web.Request, answer: OrderAnswer) -> web.Response:
+    entry = answer.entry
+    record = request[RECORD]
+    record.cache = answer.cache.value
+    record.order_status = entry.order_status or None
+    record.coalesced = answer.coalesced
+    if answer.upstream_status is not None:
+        record.upstream_status = answer.upstream_status
+    if answer.upstream_elapsed is not None:
+        record.upstream_ms = round(answer.upstream_elapsed * 1000, 3)
+    headers = {
+        "X-Cache": answer.cache.header,
+        "ETag": entry.etag,
+        # Callers may keep it but must revalidate: a payment status is never assumed fresh.
+        "Cache-Control": "private, no-cache",
+    }
+    if answer.age is not None:
+        headers["Age"] = str(answer.age)
+    if entry.status_code == 200 and _etag_matches(request, entry.etag):
+        return web.Response(status=304, headers=headers)
+    headers["Content-Type"] = entry.content_type
+    return web.Response(status=entry.status_code, body=entry.body, headers=headers)
+
+
+async def get_order(request: web.Request) -> web.Response:
+    """GET /orders/{order_id} — Juspay's order-status path."""
+    raw_id = request.match_info["order_id"]
+    query_id = _single(request, "order_id")
+    if query_id is not None and query_id != raw_id:
+        raise BadRequest("order_id in the query differs from the one in the path")
+    query = parse_order_query(request, raw_id)
+    answer = await request.app[ORDER_SERVICE].get(query)
+    return order_response(request, answer)
+
+
+async def get_order_status(request: web.Request) -> web.Response:
+    """GET /order/status?order_id=… — the path older Juspay SDKs call."""
+    query = parse_order_query(request, _single(request, "order_id"))
+    answer = await request.app[ORDER_SERVICE].get(query)
+    return order_response(request, answer)

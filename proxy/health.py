@@ -1,0 +1,42 @@
+"""Operator endpoints: liveness, readiness and the Prometheus scrape."""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+
+from proxy.keys import LIFECYCLE, METRICS, ORDER_SERVICE
+from proxy.metrics import EXPOSITION_CONTENT_TYPE
+
+_json = msgspec.json.Encoder()
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """The process is alive and its event loop answers."""
+    return web.Response(body=_json.encode({"status": "ok"}), content_type="application/json")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready to serve. A Redis outage does not make us unready: the cache fails open."""
+    lifecycle = request.app[LIFECYCLE]
+    body: dict[str, object] = {}
+    service = request.app.get(ORDER_SERVICE)
+    if lifecycle.draining:
+        body["status"] = "draining"
+    elif not lifecycle.ready or service is None:
+        body["status"] = "starting"
+    else:
+        body["status"] = "ready"
+    if service is not None:
+        cache = service.cache
+        if cache.layer == "redis":
+            body["cache"] = {"layer": "redis", "redis": "up" if await cache.check() else "down"}
+        else:
+            body["cache"] = {"layer": "memory"}
+    status = 200 if body["status"] == "ready" else 503
+    return web.Response(status=status, body=_json.encode(body), content_type="application/json")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": EXPOSITION_CONTENT_TYPE})

@@ -1,0 +1,42 @@
+"""Typed keys for what the application and each request hold (no string keys, no globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from proxy.metrics import Metrics
+from proxy.orders import OrderService
+from proxy.settings import Settings
+
+
+@dataclass(slots=True)
+class Lifecycle:
+    """Whether the app should receive traffic; flipped at start-up and on shutdown."""
+
+    ready: bool = False
+    draining: bool = False
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What the per-request log line and metrics need, filled in as the request goes."""
+
+    request_id: str
+    route: str
+    merchant_id: str | None = None
+    order_id: str | None = None
+    cache: str = "bypass"
+    order_status: str | None = None
+    upstream_status: int | None = None
+    upstream_ms: float | None = None
+    coalesced: bool = False
+    error_code: str | None = None
+
+
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", Metrics)
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+ORDER_SERVICE = web.AppKey("order_service", OrderService)
+RECORD = web.RequestKey("record", RequestRecord)

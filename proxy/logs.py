@@ -1,0 +1,73 @@
+"""structlog set-up: JSON lines on stdout (or console rendering), one pipeline for all loggers.
+
+structlog's own loggers take the fast native path; the standard library's (aiohttp, asyncio,
+redis) are rendered by the same processors through ProcessorFormatter, so every line on stdout
+has one shape. A redaction step masks any field whose name says it holds a secret or a
+customer's personal data, whatever code logged it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+from proxy.secrets import MASK
+
+_SENSITIVE = (
+    "authorization",
+    "api_key",
+    "apikey",
+    "password",
+    "secret",
+    "token",
+    "customer_email",
+    "customer_phone",
+    "card",
+    "cookie",
+)
+
+
+def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key in event:
+        lowered = key.lower()
+        if any(word in lowered for word in _SENSITIVE):
+            event[key] = MASK
+    return event
+
+
+def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:
+    out = stream if stream is not None else sys.stdout
+    numeric = logging.getLevelNamesMapping()[level.upper()]
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact,
+    ]
+    renderer: structlog.typing.Processor
+    if fmt == "console":
+        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+    else:
+        renderer = structlog.processors.JSONRenderer()
+    structlog.configure(
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.WriteLoggerFactory(file=out),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(numeric)
+    # aiohttp's access log is replaced by our own per-request line.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

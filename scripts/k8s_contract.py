@@ -1,0 +1,248 @@
+#!/usr/bin/env python3
+"""Print how a kustomize overlay runs the order-proxy container, as JSON.
+
+Renders the overlay with ``kubectl kustomize`` (or reads an already rendered file)
+and reports, for the container named ``order-proxy`` (a regular container in the
+gateway, a native-sidecar init container in the sidecar overlay):
+
+    {"command": ["order-proxy"], "args": ["serve"], "port": 8080,
+     "env_names": [...], "probes": {"startup": "/healthz", "readiness": "/readyz",
+     "liveness": "/healthz"}, "host": "0.0.0.0", "deployment": "order-proxy",
+     "sidecar": false}
+
+``env_names`` includes the keys that ``envFrom`` brings in from ConfigMaps and
+Secrets of the same render. Probe paths come from ``httpGet.path`` or, for exec
+probes (the sidecar listens on loopback, out of the kubelet's reach), from the URL
+in the probe command. The test suite starts the proxy with ``command + args`` and
+hits each probe path; ``--check`` also holds the result to the product contract.
+
+    k8s_contract.py gateway            # or sidecar, dev, or a path to an overlay
+    k8s_contract.py --rendered out.yaml --check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+OVERLAYS = ROOT / "k8s" / "overlays"
+CONTAINER = "order-proxy"
+
+# The product contract (README / DESIGN): what every rendered overlay must match.
+EXPECTED_COMMAND = ["order-proxy", "serve"]
+EXPECTED_PORT = 8080
+EXPECTED_PROBES = {"startup": "/healthz", "readiness": "/readyz", "liveness": "/healthz"}
+KNOWN_ENV = frozenset(
+    {
+        "JUSPAY_BASE_URL",
+        "JUSPAY_MERCHANT_ID",
+        "JUSPAY_API_KEY",
+        "JUSPAY_API_KEY_FILE",
+        "JUSPAY_API_VERSION",
+        "REDIS_URL",
+        "PROXY_HOST",
+        "PROXY_PORT",
+        "JUSPAY_TIMEOUT_SECONDS",
+        "JUSPAY_WEBHOOK_USERNAME",
+        "JUSPAY_WEBHOOK_PASSWORD",
+        "JUSPAY_WEBHOOK_PASSWORD_FILE",
+        "PROXY_CONFIG_FILE",
+        "LOG_LEVEL",
+        "LOG_FORMAT",
+        "PROXY_DRAIN_SECONDS",
+        "PROXY_ALLOW_ANONYMOUS",
+    }
+)
+# Secrets travel as files; these must never be set as plain env values.
+FORBIDDEN_ENV = frozenset({"JUSPAY_API_KEY", "JUSPAY_WEBHOOK_PASSWORD"})
+
+_URL_PATH = re.compile(r"https?://[^/\s'\"]+(/[^\s'\"?#]*)")
+
+
+class ContractError(Exception):
+    """The rendered manifests do not describe an order-proxy container as expected."""
+
+
+def render(overlay: str) -> list[dict[str, Any]]:
+    """Render an overlay (a name under k8s/overlays or a directory) with kubectl."""
+    path = Path(overlay)
+    if not path.is_dir():
+        path = OVERLAYS / overlay
+    if not path.is_dir():
+        raise ContractError(f"no overlay directory {overlay!r} (nor {path})")
+    kubectl = os.environ.get("KUBECTL", "kubectl")
+    result = subprocess.run(
+        [kubectl, "kustomize", str(path)], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise ContractError(f"kubectl kustomize {path} failed:\n{result.stderr.strip()}")
+    return load(result.stdout)
+
+
+def load(text: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(text) if isinstance(doc, dict)]
+
+
+def find_container(resources: list[dict[str, Any]]) -> tuple[str, dict[str, Any], bool]:
+    """Return (deployment name, container spec, is_native_sidecar)."""
+    found: list[tuple[str, dict[str, Any], bool]] = []
+    for resource in resources:
+        if resource.get("kind") != "Deployment":
+            continue
+        pod = resource["spec"]["template"]["spec"]
+        name = resource["metadata"]["name"]
+        for container in pod.get("containers", []):
+            if container.get("name") == CONTAINER:
+                found.append((name, container, False))
+        for container in pod.get("initContainers", []):
+            if container.get("name") == CONTAINER:
+                if container.get("restartPolicy") != "Always":
+                    raise ContractError(
+                        f"Deployment {name}: init container {CONTAINER} is not a native "
+                        "sidecar (restartPolicy: Always)"
+                    )
+                found.append((name, container, True))
+    if len(found) != 1:
+        names = [entry[0] for entry in found]
+        raise ContractError(f"expected one {CONTAINER} container, found {len(found)}: {names}")
+    return found[0]
+
+
+def env_names(container: dict[str, Any], resources: list[dict[str, Any]]) -> list[str]:
+    names = {entry["name"] for entry in container.get("env", [])}
+    by_kind_name = {
+        (r.get("kind"), r.get("metadata", {}).get("name")): r
+        for r in resources
+        if r.get("kind") in {"ConfigMap", "Secret"}
+    }
+    for source in container.get("envFrom", []):
+        prefix = source.get("prefix", "")
+        for kind, ref_key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+            ref = source.get(ref_key)
+            if ref is None:
+                continue
+            target = by_kind_name.get((kind, ref["name"]))
+            if target is None:
+                if kind == "Secret" or ref.get("optional"):
+                    # Secrets are created out of band; their keys are not known here.
+                    continue
+                raise ContractError(f"envFrom {kind} {ref['name']} is not in the render")
+            keys = {*target.get("data", {}), *target.get("stringData", {})}
+            names.update(prefix + key for key in keys)
+    return sorted(names)
+
+
+def probe_path(probe: dict[str, Any] | None) -> str | None:
+    if probe is None:
+        return None
+    if "httpGet" in probe:
+        return str(probe["httpGet"].get("path", "/"))
+    if "exec" in probe:
+        for word in probe["exec"].get("command", []):
+            match = _URL_PATH.search(str(word))
+            if match:
+                return match.group(1)
+    return None
+
+
+def env_value(container: dict[str, Any], name: str) -> str | None:
+    for entry in container.get("env", []):
+        if entry["name"] == name and "value" in entry:
+            return str(entry["value"])
+    return None
+
+
+def container_port(container: dict[str, Any]) -> int:
+    declared = [p["containerPort"] for p in container.get("ports", []) if p.get("name") == "http"]
+    configured = env_value(container, "PROXY_PORT")
+    port = int(configured) if configured is not None else None
+    if declared and port is not None and declared[0] != port:
+        raise ContractError(f"port http is {declared[0]} but PROXY_PORT is {port}")
+    if declared:
+        return int(declared[0])
+    return port if port is not None else EXPECTED_PORT
+
+
+def contract(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    deployment, container, sidecar = find_container(resources)
+    return {
+        "command": list(container.get("command", [])),
+        "args": list(container.get("args", [])),
+        "port": container_port(container),
+        "env_names": env_names(container, resources),
+        "probes": {
+            "startup": probe_path(container.get("startupProbe")),
+            "readiness": probe_path(container.get("readinessProbe")),
+            "liveness": probe_path(container.get("livenessProbe")),
+        },
+        "host": env_value(container, "PROXY_HOST"),
+        "deployment": deployment,
+        "sidecar": sidecar,
+    }
+
+
+def check(result: dict[str, Any]) -> list[str]:
+    """Differences between a rendered contract and the product contract."""
+    problems = []
+    if result["command"] + result["args"] != EXPECTED_COMMAND:
+        problems.append(f"command+args {result['command'] + result['args']} != {EXPECTED_COMMAND}")
+    if result["port"] != EXPECTED_PORT:
+        problems.append(f"port {result['port']} != {EXPECTED_PORT}")
+    if result["probes"] != EXPECTED_PROBES:
+        problems.append(f"probes {result['probes']} != {EXPECTED_PROBES}")
+    unknown = sorted(set(result["env_names"]) - KNOWN_ENV)
+    if unknown:
+        problems.append(f"env names not in the product contract: {unknown}")
+    forbidden = sorted(set(result["env_names"]) & FORBIDDEN_ENV)
+    if forbidden:
+        problems.append(f"secrets must come as *_FILE mounts, not env: {forbidden}")
+    expected_host = "127.0.0.1" if result["sidecar"] else "0.0.0.0"  # noqa: S104
+    if result["host"] != expected_host:
+        problems.append(f"PROXY_HOST {result['host']!r} != {expected_host!r}")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "overlay",
+        nargs="?",
+        default="gateway",
+        help="overlay name under k8s/overlays, or a kustomize directory (default: gateway)",
+    )
+    source.add_argument("--rendered", type=Path, help="read already rendered YAML instead")
+    parser.add_argument(
+        "--check", action="store_true", help="also fail unless it matches the product contract"
+    )
+    args = parser.parse_args(argv)
+
+    try:
+        if args.rendered is not None:
+            resources = load(args.rendered.read_text(encoding="utf-8"))
+        else:
+            resources = render(args.overlay)
+        result = contract(resources)
+    except ContractError as exc:
+        print(f"k8s_contract: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
+    if args.check:
+        problems = check(result)
+        for problem in problems:
+            print(f"k8s_contract: {problem}", file=sys.stderr)
+        return 1 if problems else 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
