@@ -60,7 +60,7 @@ def create_app(
     app.cleanup_ctx.append(_resources(redis, http_session))
     app.on_shutdown.append(_start_draining)
 
-    app.router.add_get("/orders/{order_id:.*}", handlers.get_order, name="order")
+    app.router.add_get("/orders/{order_id:[\\s\\S]*}", handlers.get_order, name="order")
     app.router.add_get("/order/status", handlers.get_order_status, name="order_status")
     app.router.add_get("/healthz", health.healthz, name="healthz")
     app.router.add_get("/readyz", health.readyz, name="readyz")
