@@ -102,6 +102,9 @@ def substitute(expr: str, values: Mapping[str, str] = VARIABLE_VALUES) -> str:
 
     def repl(match: re.Match[str]) -> str:
         name = next(g for g in match.groups() if g is not None)
+        if name.isdigit():
+            # $1 in label_replace() is a regex group reference, not a variable.
+            return match.group(0)
         if name not in values:
             raise UnknownVariableError(f"unknown template variable {match.group(0)!r}")
         return values[name]
@@ -154,7 +157,11 @@ def rule_queries(rules: Mapping[str, Any], name: str = "rules.yaml") -> list[Que
         for rule in group.get("rules") or []:
             what = f"alert {rule['alert']}" if "alert" in rule else f"record {rule.get('record')}"
             queries.append(
-                Query(f"{name}: group {group.get('name')!r} {what}", rule["expr"], may_use_recorded=True)
+                Query(
+                    f"{name}: group {group.get('name')!r} {what}",
+                    rule["expr"],
+                    may_use_recorded=True,
+                )
             )
     return queries
 
@@ -190,15 +197,17 @@ def analyse(expr: str) -> Analysis:
             groups = [node.matchers.matchers, *node.matchers.or_matchers]
             matchers = tuple((m.name, _op(m.op), m.value) for group in groups for m in group)
             name = node.name
-            if name is None:
-                name = next((v for (label, op, v) in matchers if (label, op) == ("__name__", "=")), None)
+            if name is None:  # {__name__="metric"}
+                names = [v for (label, op, v) in matchers if (label, op) == ("__name__", "=")]
+                name = names[0] if names else None
             result.selectors.append(Selector(name, matchers))
             result.label_names.update(label for (label, _, _) in matchers if label != "__name__")
         elif isinstance(node, promql_parser.AggregateExpr):
             if node.modifier is not None:
                 result.label_names.update(node.modifier.labels)
-            if str(node.op) == "count_values" and isinstance(node.param, promql_parser.StringLiteral):
-                result.label_names.add(node.param.val)
+            param = node.param
+            if str(node.op) == "count_values" and isinstance(param, promql_parser.StringLiteral):
+                result.label_names.add(param.val)
         elif isinstance(node, promql_parser.BinaryExpr):
             modifier = node.modifier
             if modifier is not None:
@@ -254,7 +263,7 @@ def check(
                 for label, value in REQUIRED_FILTERS.items():
                     if (label, "=~", value) not in selector.matchers:
                         problems.append(
-                            f"{query.source}: {selector.name} lacks {label}=~\"${label}\""
+                            f'{query.source}: {selector.name} lacks {label}=~"${label}"'
                         )
         for label in sorted(analysis.label_names & FORBIDDEN_LABELS):
             problems.append(f"{query.source}: uses label {label!r}")
@@ -266,9 +275,7 @@ def names_from_exposition(text: str) -> set[str]:
     from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
 
     return {
-        sample.name
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
+        sample.name for family in text_string_to_metric_families(text) for sample in family.samples
     }
 
 

@@ -80,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
         if current != wanted:
+            stale = OUTPUT.relative_to(ROOT)
             print(
-                f"{OUTPUT.relative_to(ROOT)} is out of date; run python scripts/gen_prometheusrule.py",
-                file=sys.stderr,
+                f"{stale} is out of date; run python scripts/gen_prometheusrule.py", file=sys.stderr
             )
             return 1
         return 0

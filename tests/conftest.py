@@ -77,7 +77,7 @@ async def make_proxy(
     aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
     simulator: TestServer,
     redis_server: RedisProcess,
-) -> AsyncIterator[ProxyFactory]:
+) -> ProxyFactory:
     """Build a proxy client in front of the simulator; Redis by default, memory on request."""
 
     async def factory(
@@ -91,7 +91,7 @@ async def make_proxy(
             )
         return await aiohttp_client(create_app(settings))
 
-    yield factory
+    return factory
 
 
 @pytest.fixture

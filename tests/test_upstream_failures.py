@@ -9,10 +9,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from proxy.keys import ORDER_SERVICE
 from proxy.secrets import Secret
 from proxy.settings import MerchantSettings, UpstreamSettings
 from proxy.simulator import Fault, SimulatorState
 from tests.conftest import MERCHANT, ProxyFactory, make_settings
+from tests.support.processes import free_port
 
 ORDER = "JP1636474794"
 
@@ -122,8 +124,6 @@ async def test_our_key_refused_becomes_502_never_401(
 
 
 async def test_connection_refused_is_502(make_proxy: ProxyFactory) -> None:
-    from tests.support.processes import free_port
-
     settings = make_settings(
         UpstreamSettings()
         .base_url.with_scheme("http")
@@ -166,9 +166,7 @@ async def test_upstream_url_stays_on_the_configured_origin(
     make_proxy: ProxyFactory, simulator: TestServer
 ) -> None:
     proxy = await make_proxy()
-    from proxy.keys import ORDER_SERVICE
-
-    client = proxy.app[ORDER_SERVICE]._upstream  # noqa: SLF001 - checking the built URL
+    client = proxy.app[ORDER_SERVICE]._upstream  # checking the URL it builds
     url = client.url_for("JP1636474794", full_gateway_response=True)
     assert url.origin() == simulator.make_url("").origin()
     assert url.raw_path == "/orders/JP1636474794"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -21,6 +22,8 @@ def _load_script(name: str) -> ModuleType:
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    # dataclasses look the module up in sys.modules while the class is built
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -89,8 +92,7 @@ _CONTRACT_GAUGES = (
 def exported_metric_names() -> set[str]:
     """TEMPORARY: replaced by the live scrape fixture (see the comment above)."""
     names = {f"{name}_total" for name in _CONTRACT_COUNTERS}
-    names |= {
-        f"{name}{suffix}" for name in _CONTRACT_HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")
-    }
+    suffixes = ("_bucket", "_sum", "_count")
+    names |= {f"{name}{suffix}" for name in _CONTRACT_HISTOGRAMS for suffix in suffixes}
     names |= set(_CONTRACT_GAUGES)
     return names

@@ -1,0 +1,66 @@
+"""The cache stores: bounds of the in-process store, round trips through the real Redis."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from proxy.cache import MemoryStore, RedisStore, entry_key
+from proxy.models import CachedEntry, Decoders
+
+
+def entry(body: bytes = b"{}") -> CachedEntry:
+    return CachedEntry(200, body, "application/json", '"e"', 1.0, 2.0, "CHARGED")
+
+
+def test_key_holds_merchant_version_option_and_order() -> None:
+    key = entry_key("op", "m1", "O1", "2023-06-30", True)
+    assert key == "op:v1:{m1:O1}:2023-06-30:1"
+    assert entry_key("op", "m2", "O1", "2023-06-30", True) != key
+    assert entry_key("op", "m1", "O1", "2021-01-01", True) != key
+    assert entry_key("op", "m1", "O1", "2023-06-30", False) != key
+
+
+def test_memory_store_is_bounded_by_entries_lru_first() -> None:
+    store = MemoryStore(max_entries=2, max_bytes=10**6)
+    store.set_now("a", entry(), 60)
+    store.set_now("b", entry(), 60)
+    assert store.get_now("a") is not None  # a is now the most recent
+    store.set_now("c", entry(), 60)
+    assert store.get_now("b") is None
+    assert store.get_now("a") is not None
+    assert len(store) == 2
+
+
+def test_memory_store_is_bounded_by_bytes() -> None:
+    store = MemoryStore(max_entries=1000, max_bytes=10_000)
+    for i in range(50):
+        store.set_now(f"k{i}", entry(b"x" * 1000), 60)
+    assert store.bytes <= 10_000
+    assert len(store) < 50
+    store.set_now("huge", entry(b"x" * 20_000), 60)
+    assert store.get_now("huge") is None
+
+
+def test_memory_store_entries_expire() -> None:
+    now = [100.0]
+    store = MemoryStore(max_entries=10, max_bytes=10**6, clock=lambda: now[0])
+    store.set_now("a", entry(), 5)
+    assert store.get_now("a") is not None
+    now[0] = 105.0
+    assert store.get_now("a") is None
+    assert store.bytes == 0
+
+
+async def test_redis_store_round_trip_with_ttl(redis_client: aioredis.Redis) -> None:
+    store = RedisStore(redis_client, Decoders())
+    original = entry(b'{"order_id": "R1"}')
+    await store.set("test-cache:r1", original, 30)
+    assert await store.get("test-cache:r1") == original
+    assert 0 < await redis_client.ttl("test-cache:r1") <= 30
+    assert await store.delete(["test-cache:r1"]) == 1
+    assert await store.get("test-cache:r1") is None
+
+
+async def test_redis_store_ignores_undecodable_entries(redis_client: aioredis.Redis) -> None:
+    await redis_client.set("test-cache:junk", b"\xc1not msgpack", ex=30)
+    assert await RedisStore(redis_client, Decoders()).get("test-cache:junk") is None

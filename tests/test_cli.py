@@ -1,0 +1,72 @@
+"""The command line, run as a user would: real subprocesses of the installed script."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+KEY = "sk_cli_secret_987"
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("JUSPAY_", "REDIS_", "PROXY_"))
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "proxy", *args],
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_help_lists_every_command() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("serve", "demo", "simulate", "check-config"):
+        assert command in result.stdout
+
+
+def test_check_config_prints_masked_settings() -> None:
+    result = run(
+        "check-config",
+        env={
+            "JUSPAY_MERCHANT_ID": "m1",
+            "JUSPAY_API_KEY": KEY,
+            "REDIS_URL": "redis://:pw123@r:6379",
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["merchants"][0]["api_key"] == "********"
+    assert data["redis"]["url"] == "redis://:********@r:6379"
+    assert KEY not in result.stdout
+    assert "pw123" not in result.stdout
+
+
+def test_invalid_configuration_stops_with_one_line_naming_the_setting() -> None:
+    for command in ("check-config", "serve"):
+        result = run(
+            command,
+            env={"JUSPAY_MERCHANT_ID": "m1", "JUSPAY_API_KEY": KEY, "JUSPAY_TIMEOUT_SECONDS": "-1"},
+        )
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1
+        assert "JUSPAY_TIMEOUT_SECONDS" in lines[0]
+        assert KEY not in result.stderr + result.stdout
+
+
+def test_demo_shows_a_miss_then_a_hit() -> None:
+    result = run("demo", "--port", "0", "--once")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if "X-Cache" in line]
+    assert "X-Cache: MISS" in lines[0]
+    assert "X-Cache: HIT" in lines[1]
+    assert "curl" in result.stdout
