@@ -12,7 +12,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from proxy import handlers, health
+from proxy.bus import EventBus
 from proxy.cache import MemoryStore, OrderCache, RedisStore
+from proxy.coalesce import ReplicaCoalescer
 from proxy.keys import LIFECYCLE, METRICS, ORDER_SERVICE, SETTINGS, Lifecycle
 from proxy.metrics import Metrics
 from proxy.middlewares import observe
@@ -86,8 +88,16 @@ def _resources(
             redis_client = build_redis(settings.redis)
             owns_redis = True
         store: MemoryStore | RedisStore
+        bus: EventBus | None = None
+        replicas: ReplicaCoalescer | None = None
         if redis_client is not None:
             store = RedisStore(redis_client, decoders)
+            bus = EventBus(redis_client, f"{settings.redis.key_prefix}:events", metrics)
+            bus.start()
+            if settings.cache.distributed_coalescing:
+                replicas = ReplicaCoalescer(
+                    store, bus, metrics, lock_seconds=settings.upstream.timeout_seconds + 1
+                )
         else:
             store = MemoryStore(
                 max_entries=settings.cache.memory_max_entries,
@@ -102,7 +112,7 @@ def _resources(
         client = JuspayClient(
             session, settings.upstream, Credentials(settings.merchants), metrics, decoders
         )
-        service = OrderService(cache, client, settings, metrics)
+        service = OrderService(cache, client, settings, metrics, replicas=replicas)
         app[ORDER_SERVICE] = service
         app[LIFECYCLE].ready = True
         try:
@@ -110,6 +120,8 @@ def _resources(
         finally:
             app[LIFECYCLE].ready = False
             await service.close()
+            if bus is not None:
+                await bus.close()
             if http_session is None:
                 await close_session(session)
             if owns_redis and redis_client is not None:

@@ -122,6 +122,22 @@ class MemoryStore:
         return True
 
 
+# Publish the leader's answer for followers on other replicas and release the lock, in one
+# round trip: KEYS[1] answer key, KEYS[2] lock key; ARGV: answer, ttl ms, token, channel, message.
+_SHARE_SCRIPT = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+"""
+# Release a lock only if we still hold it. KEYS[1] lock key; ARGV[1] token.
+_UNLOCK_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_REDIS_ERRORS = (RedisError, OSError, TimeoutError)
+
+
 class RedisStore:
     """Entries in Redis, msgpack-encoded, expiring with Redis' own TTL."""
 
@@ -131,11 +147,44 @@ class RedisStore:
         self._client = client
         self._decode = decoders.entry.decode
         self._encode = decoders.entry_encoder.encode
+        self._share = client.register_script(_SHARE_SCRIPT)
+        self._unlock = client.register_script(_UNLOCK_SCRIPT)
+
+    async def try_lock(self, key: str, token: str, ttl_ms: int) -> bool:
+        try:
+            return bool(await self._client.set(key, token, nx=True, px=ttl_ms))
+        except _REDIS_ERRORS as exc:
+            raise CacheUnavailable(type(exc).__name__) from exc
+
+    async def unlock(self, key: str, token: str) -> None:
+        try:
+            await self._unlock(keys=[key], args=[token])
+        except _REDIS_ERRORS as exc:
+            raise CacheUnavailable(type(exc).__name__) from exc
+
+    async def share(
+        self,
+        *,
+        answer_key: str,
+        lock_key: str,
+        entry: CachedEntry,
+        ttl_ms: int,
+        token: str,
+        channel: str,
+        message: bytes,
+    ) -> None:
+        try:
+            await self._share(
+                keys=[answer_key, lock_key],
+                args=[self._encode(entry), ttl_ms, token, channel, message],
+            )
+        except _REDIS_ERRORS as exc:
+            raise CacheUnavailable(type(exc).__name__) from exc
 
     async def get(self, key: str) -> CachedEntry | None:
         try:
             raw = await self._client.get(key)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except _REDIS_ERRORS as exc:
             raise CacheUnavailable(type(exc).__name__) from exc
         if not isinstance(raw, bytes):  # decode_responses is off, so None or bytes
             return None
@@ -148,7 +197,7 @@ class RedisStore:
     async def set(self, key: str, entry: CachedEntry, ttl: int) -> None:
         try:
             await self._client.set(key, self._encode(entry), ex=ttl)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except _REDIS_ERRORS as exc:
             raise CacheUnavailable(type(exc).__name__) from exc
 
     async def delete(self, keys: Sequence[str]) -> int:
@@ -156,13 +205,13 @@ class RedisStore:
             return 0
         try:
             return int(await self._client.delete(*keys))
-        except (RedisError, OSError, TimeoutError) as exc:
+        except _REDIS_ERRORS as exc:
             raise CacheUnavailable(type(exc).__name__) from exc
 
     async def ping(self) -> bool:
         try:
             return bool(await self._client.ping())
-        except (RedisError, OSError, TimeoutError):
+        except _REDIS_ERRORS:
             return False
 
 

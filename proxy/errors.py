@@ -124,6 +124,10 @@ class UpstreamServerError(UpstreamError):
     error_code = "upstream_server_error"
     outcome = "server_error"
 
+    def __init__(self, message: str, *, upstream_status: int) -> None:
+        super().__init__(message)
+        self.upstream_status = upstream_status
+
 
 class UpstreamRateLimited(UpstreamError):
     status = 503

@@ -84,6 +84,16 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.upstream_retries = Counter(
+            "order_proxy_upstream_retries",
+            "Upstream attempts that were retries of a failed attempt.",
+            registry=r,
+        )
+        self.upstream_queued = Gauge(
+            "order_proxy_upstream_queued",
+            "Upstream calls waiting for a bulkhead slot.",
+            registry=r,
+        )
         self.upstream_in_flight = Gauge(
             "order_proxy_upstream_in_flight",
             "Calls to Juspay under way.",

@@ -248,6 +248,8 @@ class CachedEntry(msgspec.Struct, array_like=True, frozen=True):
     fetched_at: float
     fresh_until: float
     order_status: str
+    # The policy's class for this answer ("final", "failure", ...): decides stale use.
+    status_class: str
 
 
 class Decoders:

@@ -18,6 +18,8 @@ import structlog
 
 from proxy import policy
 from proxy.cache import OrderCache, entry_key
+from proxy.coalesce import ReplicaCoalescer
+from proxy.errors import Overloaded, UpstreamError
 from proxy.metrics import Metrics
 from proxy.models import CachedEntry
 from proxy.settings import Settings
@@ -68,8 +70,9 @@ class _Fetched:
     """What one upstream call produced, shared by every caller that waited on it."""
 
     entry: CachedEntry
-    upstream_status: int
-    upstream_elapsed: float
+    # None when another replica made the call and shared its answer.
+    upstream_status: int | None
+    upstream_elapsed: float | None
 
 
 def etag_for(body: bytes) -> str:
@@ -84,11 +87,14 @@ class OrderService:
         settings: Settings,
         metrics: Metrics,
         *,
+        replicas: ReplicaCoalescer | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._cache = cache
         self._upstream = upstream
+        self._replicas = replicas
         self._policy = settings.cache.policy
+        self._stale_seconds = settings.cache.stale_if_error_seconds
         self._prefix = settings.redis.key_prefix
         self._metrics = metrics
         self._clock = clock
@@ -110,6 +116,7 @@ class OrderService:
     async def get(self, query: OrderQuery) -> OrderAnswer:
         key = self.key(query)
         result = CacheResult.BYPASS
+        stale: CachedEntry | None = None
         if not query.no_cache:
             lookup = await self._cache.lookup(key)
             entry = lookup.entry
@@ -118,6 +125,8 @@ class OrderService:
                 if now < entry.fresh_until:
                     self._metrics.calls_saved.inc()
                     return OrderAnswer(entry, CacheResult.HIT, max(0, int(now - entry.fetched_at)))
+                # Kept past its TTL only for stale-if-error (final entries only, see _save).
+                stale = entry
             result = CacheResult.ERROR if lookup.failed else CacheResult.MISS
 
         task = self._inflight.get(key)
@@ -130,7 +139,14 @@ class OrderService:
             self._metrics.coalesced.inc()
             self._metrics.calls_saved.inc()
         # shield: a caller that goes away must not cancel the call others are waiting on.
-        fetched = await asyncio.shield(task)
+        try:
+            fetched = await asyncio.shield(task)
+        except (UpstreamError, Overloaded) as exc:
+            if stale is None or not self._may_serve_stale(stale):
+                raise
+            log.warning("serving_stale", error_code=exc.error_code, order_id=query.order_id)
+            age = max(0, int(self._clock() - stale.fetched_at))
+            return OrderAnswer(stale, CacheResult.STALE, age)
         return OrderAnswer(
             fetched.entry,
             result,
@@ -150,7 +166,23 @@ class OrderService:
 
         return done
 
+    def _may_serve_stale(self, entry: CachedEntry) -> bool:
+        return (
+            entry.status_class == policy.StatusClass.FINAL
+            and self._clock() - entry.fresh_until <= self._stale_seconds
+        )
+
     async def _fetch(self, key: str, query: OrderQuery) -> _Fetched:
+        if self._replicas is None:
+            return await self._fetch_upstream(key, query)
+        result = await self._replicas.run(
+            key, lambda: self._fetch_upstream(key, query), lambda fetched: fetched.entry
+        )
+        if isinstance(result, _Fetched):
+            return result
+        return _Fetched(result, None, None)
+
+    async def _fetch_upstream(self, key: str, query: OrderQuery) -> _Fetched:
         answer = await self._upstream.fetch(
             UpstreamCall(
                 merchant_id=query.merchant_id,
@@ -174,9 +206,13 @@ class OrderService:
             fetched_at=now,
             fresh_until=now + decision.ttl,
             order_status=(answer.view.status or "") if answer.view else "",
+            status_class=decision.status_class.value,
         )
         if decision.store:
-            await self._cache.save(key, entry, decision.ttl, decision.status_class.value)
+            keep = decision.ttl
+            if decision.status_class is policy.StatusClass.FINAL:
+                keep += self._stale_seconds  # past fresh_until it only answers when Juspay fails
+            await self._cache.save(key, entry, keep, decision.status_class.value)
         return _Fetched(entry, answer.status, answer.elapsed)
 
     async def close(self) -> None:

@@ -18,6 +18,7 @@ import msgspec
 from yarl import URL
 
 from proxy import policy, validation
+from proxy.circuit import CircuitSettings
 from proxy.errors import BadRequest
 from proxy.secrets import MASK, Secret, read_secret_file
 
@@ -52,6 +53,15 @@ class UpstreamSettings:
     max_body_bytes: int = 1024 * 1024
     max_connections: int = 100
     allow_insecure_http: bool = False
+    # Retries of the idempotent read, all within timeout_seconds.
+    max_attempts: int = 3
+    attempt_timeout_seconds: float = 4.0
+    backoff_base_seconds: float = 0.1
+    backoff_max_seconds: float = 1.0
+    # Bulkhead: concurrent upstream calls, and how many more may wait for a slot.
+    max_concurrent: int = 64
+    max_queue: int = 256
+    circuit: CircuitSettings = field(default_factory=CircuitSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +78,10 @@ class CacheSettings:
     policy: policy.CachePolicy = field(default_factory=policy.CachePolicy)
     memory_max_entries: int = 50_000
     memory_max_bytes: int = 64 * 1024 * 1024
+    # How long past its TTL a final entry may still answer when Juspay fails (0: never).
+    stale_if_error_seconds: int = 600
+    # Cross-replica coalescing on a shared Redis: one replica calls Juspay per missed key.
+    distributed_coalescing: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +89,8 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     drain_seconds: float = 20.0
+    # After SIGTERM, keep listening (readiness already false) this long before closing.
+    shutdown_delay_seconds: float = 0.0
     max_request_body_bytes: int = 256 * 1024
     max_line_size: int = 8190
     max_field_size: int = 8190
@@ -133,6 +149,17 @@ class Settings:
                 "max_body_bytes": self.upstream.max_body_bytes,
                 "max_connections": self.upstream.max_connections,
                 "allow_insecure_http": self.upstream.allow_insecure_http,
+                "max_attempts": self.upstream.max_attempts,
+                "attempt_timeout_seconds": self.upstream.attempt_timeout_seconds,
+                "max_concurrent": self.upstream.max_concurrent,
+                "max_queue": self.upstream.max_queue,
+                "circuit": {
+                    "failure_threshold": self.upstream.circuit.failure_threshold,
+                    "failure_ratio": self.upstream.circuit.failure_ratio,
+                    "window": self.upstream.circuit.window,
+                    "min_calls": self.upstream.circuit.min_calls,
+                    "open_seconds": self.upstream.circuit.open_seconds,
+                },
             },
             "redis": {
                 "url": redis_url,
@@ -146,11 +173,14 @@ class Settings:
                 "ttl_seconds": self.cache.policy.describe(),
                 "memory_max_entries": self.cache.memory_max_entries,
                 "memory_max_bytes": self.cache.memory_max_bytes,
+                "stale_if_error_seconds": self.cache.stale_if_error_seconds,
+                "distributed_coalescing": self.cache.distributed_coalescing,
             },
             "server": {
                 "host": self.server.host,
                 "port": self.server.port,
                 "drain_seconds": self.server.drain_seconds,
+                "shutdown_delay_seconds": self.server.shutdown_delay_seconds,
                 "max_request_body_bytes": self.server.max_request_body_bytes,
             },
             "webhook": (
@@ -189,6 +219,10 @@ class _UpstreamToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_body_bytes: int | None = None
     max_connections: int | None = None
     allow_insecure_http: bool | None = None
+    max_attempts: int | None = None
+    attempt_timeout_seconds: float | None = None
+    max_concurrent: int | None = None
+    max_queue: int | None = None
 
 
 class _RedisToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -206,10 +240,21 @@ class _CacheToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     status_ttl_seconds: dict[str, int] = {}
     memory_max_entries: int | None = None
     memory_max_bytes: int | None = None
+    stale_if_error_seconds: int | None = None
+    distributed_coalescing: bool | None = None
+
+
+class _CircuitToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    failure_threshold: int | None = None
+    failure_ratio: float | None = None
+    window: int | None = None
+    min_calls: int | None = None
+    open_seconds: float | None = None
 
 
 class _ServerToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     drain_seconds: float | None = None
+    shutdown_delay_seconds: float | None = None
     max_request_body_bytes: int | None = None
 
 
@@ -220,6 +265,7 @@ class _ConfigToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     redis: _RedisToml = msgspec.field(default_factory=_RedisToml)
     cache: _CacheToml = msgspec.field(default_factory=_CacheToml)
     server: _ServerToml = msgspec.field(default_factory=_ServerToml)
+    circuit: _CircuitToml = msgspec.field(default_factory=_CircuitToml)
 
 
 def _read_toml(path: Path) -> _ConfigToml:
@@ -453,6 +499,38 @@ def _cache_settings(toml: _CacheToml) -> CacheSettings:
             low=64 * 1024,
             high=64 * 1024**3,
         ),
+        stale_if_error_seconds=_integer(
+            f"{name}.stale_if_error_seconds",
+            toml.stale_if_error_seconds,
+            CacheSettings().stale_if_error_seconds,
+            low=0,
+            high=week,
+        ),
+        distributed_coalescing=_boolean(
+            f"{name}.distributed_coalescing", toml.distributed_coalescing, True
+        ),
+    )
+
+
+def _circuit_settings(toml: _CircuitToml) -> CircuitSettings:
+    name = "PROXY_CONFIG_FILE circuit"
+    d = CircuitSettings()
+    return CircuitSettings(
+        failure_threshold=_integer(
+            f"{name}.failure_threshold",
+            toml.failure_threshold,
+            d.failure_threshold,
+            low=1,
+            high=1000,
+        ),
+        failure_ratio=_number(
+            f"{name}.failure_ratio", toml.failure_ratio, d.failure_ratio, low=0.01, high=1.0
+        ),
+        window=_integer(f"{name}.window", toml.window, d.window, low=1, high=10_000),
+        min_calls=_integer(f"{name}.min_calls", toml.min_calls, d.min_calls, low=1, high=10_000),
+        open_seconds=_number(
+            f"{name}.open_seconds", toml.open_seconds, d.open_seconds, low=0.1, high=600.0
+        ),
     )
 
 
@@ -510,6 +588,31 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             high=10_000,
         ),
         allow_insecure_http=allow_insecure,
+        max_attempts=_integer(
+            "PROXY_CONFIG_FILE upstream.max_attempts", toml.upstream.max_attempts, 3, low=1, high=10
+        ),
+        attempt_timeout_seconds=_number(
+            "PROXY_CONFIG_FILE upstream.attempt_timeout_seconds",
+            toml.upstream.attempt_timeout_seconds,
+            4.0,
+            low=0.05,
+            high=120.0,
+        ),
+        max_concurrent=_integer(
+            "PROXY_CONFIG_FILE upstream.max_concurrent",
+            toml.upstream.max_concurrent,
+            64,
+            low=1,
+            high=10_000,
+        ),
+        max_queue=_integer(
+            "PROXY_CONFIG_FILE upstream.max_queue",
+            toml.upstream.max_queue,
+            256,
+            low=0,
+            high=100_000,
+        ),
+        circuit=_circuit_settings(toml.circuit),
     )
 
     # Merchants: one from the environment and/or a list from the file.
@@ -589,6 +692,13 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             20.0,
             low=0.0,
             high=300.0,
+        ),
+        shutdown_delay_seconds=_number(
+            "PROXY_SHUTDOWN_DELAY_SECONDS",
+            env.get("PROXY_SHUTDOWN_DELAY_SECONDS") or toml.server.shutdown_delay_seconds,
+            0.0,
+            low=0.0,
+            high=60.0,
         ),
         max_request_body_bytes=_integer(
             "PROXY_CONFIG_FILE server.max_request_body_bytes",

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import random
 import time
 from dataclasses import dataclass
 from urllib.parse import quote
 
 import aiohttp
 import msgspec
+import structlog
 from yarl import URL
 
 from proxy import policy
+from proxy.bulkhead import Bulkhead
+from proxy.circuit import CircuitBreaker, CircuitState
 from proxy.errors import (
+    CircuitOpen,
     UpstreamAuthFailed,
     UpstreamBadBody,
     UpstreamConnectionError,
@@ -33,7 +38,11 @@ from proxy.models import Decoders, OrderStatusView
 from proxy.secrets import Secret, SecretFile
 from proxy.settings import MerchantSettings, UpstreamSettings
 
+log = structlog.get_logger("proxy.upstream")
+
 USER_AGENT = "order-proxy"
+# Juspay's own answers that mean "try again": the read is idempotent, so retrying is safe.
+_RETRY_STATUSES = frozenset({502, 503, 504})
 _CONTENT_TYPE_MAX = 128
 
 
@@ -133,6 +142,27 @@ class JuspayClient:
         self._decode_view = decoders.status_view.decode
         self._base = settings.base_url
         self._orders_path = self._base.path.rstrip("/") + "/orders/"
+        self._bulkhead = Bulkhead(
+            max_concurrent=settings.max_concurrent,
+            max_queue=settings.max_queue,
+            on_shed=metrics.upstream_rejected.labels(reason="shed").inc,
+        )
+        metrics.upstream_queued.set_function(lambda: self._bulkhead.waiting)
+        self._circuit = CircuitBreaker(settings.circuit, on_change=self._circuit_changed)
+        metrics.circuit_state.set(CircuitState.CLOSED)
+
+    @property
+    def circuit(self) -> CircuitBreaker:
+        return self._circuit
+
+    @property
+    def bulkhead(self) -> Bulkhead:
+        return self._bulkhead
+
+    def _circuit_changed(self, old: CircuitState, new: CircuitState) -> None:
+        self._metrics.circuit_state.set(new)
+        event = log.warning if new is CircuitState.OPEN else log.info
+        event("circuit_state_changed", old=old.name.lower(), new=new.name.lower())
 
     def url_for(self, order_id: str, full_gateway_response: bool) -> URL:
         """The upstream URL, rebuilt from the configured origin and a quoted id, then checked."""
@@ -164,13 +194,67 @@ class JuspayClient:
         return headers
 
     async def fetch(self, call: UpstreamCall) -> UpstreamAnswer:
-        """One read from Juspay, counted and timed; failures raise UpstreamError."""
+        """Read from Juspay: bulkhead, circuit breaker, retries, one overall deadline."""
+        deadline = asyncio.get_running_loop().time() + self._settings.timeout_seconds
+        try:
+            async with asyncio.timeout_at(deadline), self._bulkhead.slot():
+                return await self._with_retries(call, deadline)
+        except TimeoutError as exc:
+            # The deadline passed while queued or between attempts.
+            raise UpstreamTimeout("Juspay did not answer within the deadline") from exc
+
+    async def _with_retries(self, call: UpstreamCall, deadline: float) -> UpstreamAnswer:
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self._circuit.before_call()
+            except CircuitOpen:
+                self._metrics.upstream_rejected.labels(reason="circuit_open").inc()
+                raise
+            try:
+                answer = await self._counted_attempt(call, deadline)
+            except UpstreamError as exc:
+                self._circuit.record(failed=_is_outage(exc))
+                delay = self._retry_delay(exc, attempt)
+                if delay is None or loop.time() + delay >= deadline:
+                    raise
+                self._metrics.upstream_retries.inc()
+                await asyncio.sleep(delay)
+                continue
+            except BaseException:
+                self._circuit.release()
+                raise
+            self._circuit.record(failed=False)
+            return answer
+
+    def _retry_delay(self, exc: UpstreamError, attempt: int) -> float | None:
+        """Seconds to wait before the next attempt, or None when this error is final."""
+        settings = self._settings
+        if attempt >= settings.max_attempts:
+            return None
+        if isinstance(exc, UpstreamRateLimited):
+            return float(exc.retry_after or 1)
+        retryable = isinstance(exc, UpstreamConnectionError | UpstreamTimeout) or (
+            isinstance(exc, UpstreamServerError) and exc.upstream_status in _RETRY_STATUSES
+        )
+        if not retryable:
+            return None
+        # Exponential backoff with full jitter.
+        ceiling = min(
+            settings.backoff_max_seconds, settings.backoff_base_seconds * 2 ** (attempt - 1)
+        )
+        return random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
+
+    async def _counted_attempt(self, call: UpstreamCall, deadline: float) -> UpstreamAnswer:
+        """One HTTP attempt, counted and timed."""
         metrics = self._metrics
         started = time.perf_counter()
         metrics.upstream_in_flight.inc()
         outcome = "connection_error"
         try:
-            answer = await self._attempt(call, started)
+            answer = await self._attempt(call, started, deadline)
         except UpstreamError as exc:
             outcome = exc.outcome
             raise
@@ -182,11 +266,16 @@ class JuspayClient:
             metrics.upstream_duration.observe(time.perf_counter() - started)
             metrics.upstream_requests.labels(outcome=outcome).inc()
 
-    async def _attempt(self, call: UpstreamCall, started: float) -> UpstreamAnswer:
+    async def _attempt(self, call: UpstreamCall, started: float, deadline: float) -> UpstreamAnswer:
         url = self.url_for(call.order_id, call.full_gateway_response)
+        remaining = deadline - asyncio.get_running_loop().time()
+        timeout = aiohttp.ClientTimeout(
+            total=max(0.001, min(self._settings.attempt_timeout_seconds, remaining)),
+            sock_connect=self._settings.connect_timeout_seconds,
+        )
         try:
             async with self._session.get(
-                url, headers=self._headers(call), allow_redirects=False
+                url, headers=self._headers(call), allow_redirects=False, timeout=timeout
             ) as resp:
                 status = resp.status
                 if status in (401, 403):
@@ -197,7 +286,7 @@ class JuspayClient:
                         retry_after=_retry_after(resp.headers.get("Retry-After")),
                     )
                 if status >= 500:
-                    raise UpstreamServerError(f"Juspay answered {status}")
+                    raise UpstreamServerError(f"Juspay answered {status}", upstream_status=status)
                 if status != 200 and not 400 <= status < 500:
                     raise UpstreamBadBody(f"unexpected upstream status {status}")
                 body = await self._read_body(resp)
@@ -247,6 +336,14 @@ class JuspayClient:
         else:
             outcome = "client_error"
         return UpstreamAnswer(status, body, content_type, view, elapsed, outcome)
+
+
+def _is_outage(exc: UpstreamError) -> bool:
+    """Errors that say Juspay is unwell (they count towards opening the circuit)."""
+    return isinstance(
+        exc,
+        UpstreamConnectionError | UpstreamTimeout | UpstreamServerError | UpstreamRateLimited,
+    )
 
 
 def _content_type(value: str | None) -> str:

@@ -9,7 +9,7 @@ from proxy.models import CachedEntry, Decoders
 
 
 def entry(body: bytes = b"{}") -> CachedEntry:
-    return CachedEntry(200, body, "application/json", '"e"', 1.0, 2.0, "CHARGED")
+    return CachedEntry(200, body, "application/json", '"e"', 1.0, 2.0, "CHARGED", "final")
 
 
 def test_key_holds_merchant_version_option_and_order() -> None:
