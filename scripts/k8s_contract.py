@@ -44,6 +44,7 @@ EXPECTED_PROBES = {"startup": "/healthz", "readiness": "/readyz", "liveness": "/
 KNOWN_ENV = frozenset(
     {
         "JUSPAY_BASE_URL",
+        "JUSPAY_ALLOW_INSECURE_HTTP",
         "JUSPAY_MERCHANT_ID",
         "JUSPAY_API_KEY",
         "JUSPAY_API_KEY_FILE",
