@@ -31,10 +31,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"order-proxy {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    commands.add_parser(
+    serve_cmd = commands.add_parser(
         "serve",
         help="run the proxy (settings from the environment)",
-        description="Run the proxy. Settings come from the environment; see the README.",
+        description="Run the proxy. Settings come from the environment; see the README. "
+        "SIGTERM drains in-flight requests (PROXY_DRAIN_SECONDS) and exits 0.",
+    )
+    serve_cmd.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes sharing the port with SO_REUSEPORT (default 1; see the README)",
     )
     demo = commands.add_parser(
         "demo",
@@ -84,12 +92,17 @@ def _install_uvloop() -> str:
     return "uvloop"
 
 
-def serve() -> int:
-    from proxy.app import create_app  # noqa: PLC0415 - keep `--help` fast
-    from proxy.logs import configure_logging  # noqa: PLC0415
+def serve(workers: int = 1) -> int:
+    from proxy.logs import configure_logging  # noqa: PLC0415 - keep `--help` fast
+    from proxy.server import run_workers, serve  # noqa: PLC0415
 
     settings = _settings_or_exit()
+    if workers < 1 or workers > 64:
+        print("order-proxy: --workers must be between 1 and 64", file=sys.stderr)
+        return 2
     configure_logging(settings.log.level, settings.log.format)
+    if workers > 1:
+        return run_workers(workers)
     loop_name = _install_uvloop()
     import structlog  # noqa: PLC0415
 
@@ -97,21 +110,12 @@ def serve() -> int:
         "starting",
         version=__version__,
         loop=loop_name,
-        host=settings.server.host,
-        port=settings.server.port,
         upstream=str(settings.upstream.base_url),
         cache="redis" if settings.redis.url else "in-process",
         merchants=[m.merchant_id for m in settings.merchants],
     )
-    web.run_app(
-        create_app(settings),
-        host=settings.server.host,
-        port=settings.server.port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=settings.server.drain_seconds,
-        handle_signals=True,
-    )
+    reuse_port = os.environ.get("ORDER_PROXY_WORKER") == "1"
+    asyncio.run(serve(settings, reuse_port=reuse_port))
     return 0
 
 
@@ -149,7 +153,7 @@ def check_config() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
-        return serve()
+        return serve(args.workers)
     if args.command == "demo":
         from proxy.demo import run_demo  # noqa: PLC0415
 

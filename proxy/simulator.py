@@ -154,6 +154,8 @@ class SimulatorState:
         self.faults: list[Fault] = []
         self.requests: deque[RecordedRequest] = deque(maxlen=2000)
         self.calls: Counter[str] = Counter()
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.closing = asyncio.Event()
         self._template = json.loads(load_sample(TEMPLATE_SAMPLE))
 
@@ -366,6 +368,15 @@ async def _apply_fault(
 
 async def order_status(request: web.Request) -> web.StreamResponse:
     state = request.app[SIMULATOR_STATE]
+    state.in_flight += 1
+    state.max_in_flight = max(state.max_in_flight, state.in_flight)
+    try:
+        return await _order_status(request, state)
+    finally:
+        state.in_flight -= 1
+
+
+async def _order_status(request: web.Request, state: SimulatorState) -> web.StreamResponse:
     order_id = request.match_info.get("order_id") or request.query.get("order_id", "")
     state.requests.append(
         RecordedRequest(
@@ -428,7 +439,14 @@ async def order_status(request: web.Request) -> web.StreamResponse:
 
 async def control_stats(request: web.Request) -> web.Response:
     state = request.app[SIMULATOR_STATE]
-    return _json({"total": state.total_calls, "calls": dict(state.calls)})
+    return _json(
+        {
+            "total": state.total_calls,
+            "calls": dict(state.calls),
+            "in_flight": state.in_flight,
+            "max_in_flight": state.max_in_flight,
+        }
+    )
 
 
 async def control_requests(request: web.Request) -> web.Response:
@@ -478,6 +496,7 @@ async def control_reset(request: web.Request) -> web.Response:
     state.clear_faults()
     state.calls.clear()
     state.requests.clear()
+    state.max_in_flight = state.in_flight
     return _json({"ok": True})
 
 

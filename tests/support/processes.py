@@ -8,7 +8,9 @@ import selectors
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -104,3 +106,98 @@ class RedisProcess:
     def close(self) -> None:
         self.stop()
         self._dir.cleanup()
+
+
+class ServiceProcess:
+    """An `order-proxy` subcommand run as a real process, ready once it prints `marker`.
+
+    After start-up a thread keeps draining its output (so a chatty process never blocks on a
+    full pipe) and keeps the last megabyte for assertions.
+    """
+
+    def __init__(self, args: list[str], env: dict[str, str], marker: bytes, port: int) -> None:
+        self.args = args
+        self.env = env
+        self.marker = marker
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._output = bytearray()
+        self._reader: threading.Thread | None = None
+
+    def start(self, timeout: float = 30) -> ServiceProcess:
+        base = {
+            k: v for k, v in os.environ.items() if not k.startswith(("JUSPAY_", "PROXY_", "REDIS_"))
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "proxy", *self.args],
+            env={**base, **self.env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for_line(self.proc, self.marker, timeout=timeout)
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+        return self
+
+    def _drain(self) -> None:
+        assert self.proc is not None
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        while chunk := os.read(fd, 65536):
+            self._output += chunk
+            del self._output[: max(0, len(self._output) - 1024 * 1024)]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def terminate(self) -> None:
+        assert self.proc is not None
+        self.proc.terminate()
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        code = self.proc.wait(timeout=timeout)
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        return code
+
+    def output(self) -> bytes:
+        return bytes(self._output)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def simulator_process(merchant: str = "demo_merchant", key: str = "demo_api_key") -> ServiceProcess:
+    port = free_port()
+    return ServiceProcess(
+        ["simulate", "--port", str(port), "--merchant-id", merchant],
+        {"SIMULATOR_API_KEY": key},
+        b"simulator_listening",
+        port,
+    )
+
+
+def proxy_process(env: dict[str, str]) -> ServiceProcess:
+    port = free_port()
+    return ServiceProcess(
+        ["serve"], {"PROXY_PORT": str(port), "LOG_LEVEL": "info", **env}, b'"listening"', port
+    )
