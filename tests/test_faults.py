@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path

@@ -6,6 +6,7 @@ import asyncio
 import time
 from dataclasses import replace
 
+import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
@@ -106,21 +107,14 @@ def test_circuit_opens_on_a_run_of_failures_and_probes_after_the_pause() -> None
         breaker.before_call()
         breaker.record(failed=True)
     assert breaker.state is CircuitState.OPEN
-    try:
+    with pytest.raises(CircuitOpen) as info:
         breaker.before_call()
-    except CircuitOpen as exc:
-        assert exc.retry_after == 5
-    else:
-        raise AssertionError("an open circuit must fail fast")
+    assert info.value.retry_after == 5
     now[0] = 5.0
     breaker.before_call()  # the probe
     assert breaker.state is CircuitState.HALF_OPEN
-    try:
-        breaker.before_call()  # a second caller while probing
-    except CircuitOpen:
-        pass
-    else:
-        raise AssertionError("only one probe at a time")
+    with pytest.raises(CircuitOpen):
+        breaker.before_call()  # a second caller while probing: one probe at a time
     breaker.record(failed=False)
     assert breaker.state is CircuitState.CLOSED
     assert changes == [
