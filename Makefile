@@ -43,5 +43,14 @@ typecheck: $(STAMP) ## mypy --strict on proxy/
 
 check: lint typecheck test ## everything CI runs
 
+soak: tools ## minutes of mixed traffic with faults (SOAK_SECONDS=180); reports errors, latency, RSS
+	$(BIN)/python scripts/soak.py --seconds $${SOAK_SECONDS:-180}
+
+bench: tools ## benchmark the hot paths against ceilings measured in the same run
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+k8s-check: $(STAMP) ## render and validate every k8s overlay, lint the Dockerfile
+	bash scripts/k8s-check.sh
+
 clean: ## remove the venv and caches
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
