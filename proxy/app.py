@@ -11,15 +11,17 @@ from aiohttp import web
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from proxy import handlers, health
+from proxy import handlers, health, webhooks
+from proxy.auth import ClientKeyAuth, WebhookCredentials
 from proxy.bus import EventBus
 from proxy.cache import MemoryStore, OrderCache, RedisStore
 from proxy.coalesce import ReplicaCoalescer
-from proxy.keys import LIFECYCLE, METRICS, ORDER_SERVICE, SETTINGS, Lifecycle
+from proxy.keys import LIFECYCLE, METRICS, ORDER_SERVICE, SETTINGS, WEBHOOK_AUTH, Lifecycle
 from proxy.metrics import Metrics
 from proxy.middlewares import observe
 from proxy.models import Decoders
 from proxy.orders import OrderService
+from proxy.secrets import Secret, SecretFile
 from proxy.settings import RedisSettings, Settings
 from proxy.upstream import Credentials, JuspayClient, build_session, close_session
 
@@ -48,8 +50,9 @@ def create_app(
 ) -> web.Application:
     """Build the proxy. Tests pass their own Redis client or HTTP session; else they are made
     here, at start-up, and closed at shutdown."""
+    auth = ClientKeyAuth(settings.clients, anonymous=not settings.clients)
     app = web.Application(
-        middlewares=[observe],
+        middlewares=[observe, auth],
         client_max_size=settings.server.max_request_body_bytes,
         handler_args={
             "max_line_size": settings.server.max_line_size,
@@ -59,15 +62,31 @@ def create_app(
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[LIFECYCLE] = Lifecycle()
+    if settings.webhook is not None:
+        hook = settings.webhook
+        password: Secret | SecretFile = hook.password
+        if hook.password_file is not None:
+            password = SecretFile(
+                hook.password_file, hook.password, check_interval=settings.secret_refresh_seconds
+            )
+        app[WEBHOOK_AUTH] = WebhookCredentials(hook.username, password)
     app.cleanup_ctx.append(_resources(redis, http_session))
     app.on_shutdown.append(_start_draining)
+    app.on_response_prepare.append(_strip_server_header)
 
     app.router.add_get("/orders/{order_id:[\\s\\S]*}", handlers.get_order, name="order")
     app.router.add_get("/order/status", handlers.get_order_status, name="order_status")
+    app.router.add_delete("/cache/orders/{order_id}", handlers.purge_order, name="purge")
+    app.router.add_post("/webhooks/juspay", webhooks.juspay_webhook, name="webhook")
     app.router.add_get("/healthz", health.healthz, name="healthz")
     app.router.add_get("/readyz", health.readyz, name="readyz")
     app.router.add_get("/metrics", health.metrics, name="metrics")
     return app
+
+
+async def _strip_server_header(request: web.Request, response: web.StreamResponse) -> None:
+    # Allow-list on the way out too: no software versions for whoever is probing.
+    response.headers.popall("Server", None)
 
 
 async def _start_draining(app: web.Application) -> None:
@@ -110,9 +129,13 @@ def _resources(
             )
         cache = OrderCache(store, metrics)
         client = JuspayClient(
-            session, settings.upstream, Credentials(settings.merchants), metrics, decoders
+            session,
+            settings.upstream,
+            Credentials(settings.merchants, settings.secret_refresh_seconds),
+            metrics,
+            decoders,
         )
-        service = OrderService(cache, client, settings, metrics, replicas=replicas)
+        service = OrderService(cache, client, settings, metrics, replicas=replicas, bus=bus)
         app[ORDER_SERVICE] = service
         app[LIFECYCLE].ready = True
         try:

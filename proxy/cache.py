@@ -29,13 +29,23 @@ _ENTRY_OVERHEAD = 320
 _FORMAT = "v1"
 
 
-def entry_key(prefix: str, merchant_id: str, order_id: str, version: str, full_gw: bool) -> str:
-    """The cache key: merchant, version, gateway-response option and order id.
+def order_base(prefix: str, merchant_id: str, order_id: str) -> str:
+    """What every key about one merchant's order starts with.
 
-    The braces are a Redis Cluster hash tag: every variant of one merchant's order lands in
-    one slot. Merchant and order ids are validated to exclude braces and colons.
+    The braces are a Redis Cluster hash tag: every variant of one merchant's order (and its
+    lock, shared answer, variant index and webhook mark) lands in one slot. Merchant and
+    order ids are validated to exclude braces and colons.
     """
-    return f"{prefix}:{_FORMAT}:{{{merchant_id}:{order_id}}}:{version}:{int(full_gw)}"
+    return f"{prefix}:{_FORMAT}:{{{merchant_id}:{order_id}}}"
+
+
+def entry_key(prefix: str, merchant_id: str, order_id: str, version: str, full_gw: bool) -> str:
+    """The cache key: merchant, version, gateway-response option and order id."""
+    return f"{order_base(prefix, merchant_id, order_id)}:{version}:{int(full_gw)}"
+
+
+def _base_of(key: str) -> str:
+    return key[: key.index("}") + 1]
 
 
 class CacheUnavailable(Exception):
@@ -50,6 +60,10 @@ class CacheStore(Protocol):
     async def set(self, key: str, entry: CachedEntry, ttl: int) -> None: ...
 
     async def delete(self, keys: Sequence[str]) -> int: ...
+
+    async def delete_order(self, base: str) -> int: ...
+
+    async def advance_mark(self, base: str, mark: float, ttl: int) -> bool: ...
 
     async def ping(self) -> bool: ...
 
@@ -70,6 +84,8 @@ class MemoryStore:
         self._max_bytes = max_bytes
         self._clock = clock
         self._data: OrderedDict[str, tuple[CachedEntry, float, int]] = OrderedDict()
+        # Webhook high-water marks per order, bounded like the entries.
+        self._marks: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self.bytes = 0
 
     def __len__(self) -> int:
@@ -109,6 +125,10 @@ class MemoryStore:
         self.bytes -= item[2]
         return True
 
+    def delete_order_now(self, base: str) -> int:
+        stem = base + ":"
+        return self.delete_now([key for key in self._data if key.startswith(stem)])
+
     async def get(self, key: str) -> CachedEntry | None:
         return self.get_now(key)
 
@@ -117,6 +137,20 @@ class MemoryStore:
 
     async def delete(self, keys: Sequence[str]) -> int:
         return self.delete_now(keys)
+
+    async def delete_order(self, base: str) -> int:
+        return self.delete_order_now(base)
+
+    async def advance_mark(self, base: str, mark: float, ttl: int) -> bool:
+        now = self._clock()
+        current = self._marks.get(base)
+        if current is not None and current[1] > now and current[0] >= mark:
+            return False
+        self._marks[base] = (mark, now + ttl)
+        self._marks.move_to_end(base)
+        while len(self._marks) > self._max_entries:
+            self._marks.popitem(last=False)
+        return True
 
     async def ping(self) -> bool:
         return True
@@ -128,6 +162,29 @@ _SHARE_SCRIPT = """
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+"""
+# Store an entry and remember it in the order's variant index (for purges), one round trip.
+# KEYS[1] entry key, KEYS[2] index key; ARGV: value, ttl seconds.
+_SET_SCRIPT = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('SADD', KEYS[2], KEYS[1])
+if redis.call('TTL', KEYS[2]) < tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
+return 1
+"""
+# Drop every variant of one order. KEYS[1] index key.
+_DELETE_ORDER_SCRIPT = """
+local keys = redis.call('SMEMBERS', KEYS[1])
+local n = 0
+for _, k in ipairs(keys) do n = n + redis.call('DEL', k) end
+redis.call('DEL', KEYS[1])
+return n
+"""
+# Move the webhook high-water mark forward; 1 if it moved. KEYS[1] mark; ARGV: mark, ttl.
+_MARK_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+if current and tonumber(current) >= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 """
 # Release a lock only if we still hold it. KEYS[1] lock key; ARGV[1] token.
@@ -149,6 +206,9 @@ class RedisStore:
         self._encode = decoders.entry_encoder.encode
         self._share = client.register_script(_SHARE_SCRIPT)
         self._unlock = client.register_script(_UNLOCK_SCRIPT)
+        self._set = client.register_script(_SET_SCRIPT)
+        self._delete_order = client.register_script(_DELETE_ORDER_SCRIPT)
+        self._mark = client.register_script(_MARK_SCRIPT)
 
     async def try_lock(self, key: str, token: str, ttl_ms: int) -> bool:
         try:
@@ -195,8 +255,21 @@ class RedisStore:
             return None
 
     async def set(self, key: str, entry: CachedEntry, ttl: int) -> None:
+        index = _base_of(key) + ":variants"
         try:
-            await self._client.set(key, self._encode(entry), ex=ttl)
+            await self._set(keys=[key, index], args=[self._encode(entry), ttl])
+        except _REDIS_ERRORS as exc:
+            raise CacheUnavailable(type(exc).__name__) from exc
+
+    async def delete_order(self, base: str) -> int:
+        try:
+            return int(await self._delete_order(keys=[base + ":variants"]))
+        except _REDIS_ERRORS as exc:
+            raise CacheUnavailable(type(exc).__name__) from exc
+
+    async def advance_mark(self, base: str, mark: float, ttl: int) -> bool:
+        try:
+            return bool(await self._mark(keys=[base + ":webhook-mark"], args=[repr(mark), ttl]))
         except _REDIS_ERRORS as exc:
             raise CacheUnavailable(type(exc).__name__) from exc
 
@@ -289,6 +362,27 @@ class OrderCache:
         self._succeeded()
         self._update_memory_gauges()
         return removed
+
+    async def drop_order(self, base: str) -> int | None:
+        """Delete every variant of one order; None when the store could not be reached."""
+        try:
+            removed = await self.store.delete_order(base)
+        except CacheUnavailable as exc:
+            self._failed("delete", exc)
+            return None
+        self._succeeded()
+        self._update_memory_gauges()
+        return removed
+
+    async def advance_mark(self, base: str, mark: float, ttl: int) -> bool | None:
+        """Record a newer webhook event time for an order; None when the store failed."""
+        try:
+            moved = await self.store.advance_mark(base, mark, ttl)
+        except CacheUnavailable as exc:
+            self._failed("set", exc)
+            return None
+        self._succeeded()
+        return moved
 
     async def check(self) -> bool:
         ok = await self.store.ping()

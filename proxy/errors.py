@@ -7,6 +7,7 @@
     ├── NotFoundError               404  no such route
     ├── PayloadTooLarge             413  request body over its bound
     ├── Overloaded                  503  shed load (bulkhead full, draining); Retry-After
+    ├── CacheUnavailableError       503  a purge could not reach the cache
     └── UpstreamError               502  anything wrong with Juspay's answer
         ├── UpstreamAuthFailed      502  Juspay refused our key (401/403)
         ├── UpstreamBadBody         502  not JSON, not an order, not the order asked for, too large
@@ -95,6 +96,13 @@ class Overloaded(ProxyError):
     category = "SERVER_ERROR"
     user_message = "Service busy. Please retry shortly."
     outcome = "shed"
+
+
+class CacheUnavailableError(ProxyError):
+    status = 503
+    error_code = "cache_unavailable"
+    category = "SERVER_ERROR"
+    user_message = "The cache could not be reached. Please retry."
 
 
 class UpstreamError(ProxyError):

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from proxy import validation
 from proxy.errors import BadRequest, Forbidden
-from proxy.keys import ORDER_SERVICE, RECORD, SETTINGS
+from proxy.keys import CLIENT, METRICS, ORDER_SERVICE, RECORD, SETTINGS
 from proxy.orders import OrderAnswer, OrderQuery
 
 FULL_GATEWAY_RESPONSE = "options.add_full_gateway_response"
@@ -31,13 +31,9 @@ def _no_cache(request: web.Request) -> bool:
     return "no-cache" in tokens
 
 
-def parse_order_query(request: web.Request, raw_order_id: str | None) -> OrderQuery:
-    """Everything the caller may say about an order read, validated; the rest is ignored."""
+def select_merchant(request: web.Request) -> str:
+    """The merchant this request is for, checked against what the caller may see."""
     settings = request.app[SETTINGS]
-    order_id = validation.order_id(raw_order_id)
-    record = request[RECORD]
-    record.order_id = order_id
-
     merchant_header = _header(request, "x-merchantid")
     if merchant_header is None:
         if settings.default_merchant is None:
@@ -45,9 +41,26 @@ def parse_order_query(request: web.Request, raw_order_id: str | None) -> OrderQu
         merchant_id = settings.default_merchant
     else:
         merchant_id = validation.merchant_id(merchant_header.strip())
-        if settings.merchant(merchant_id) is None:
-            raise Forbidden("this merchant is not served by the proxy")
+    client = request.get(CLIENT)
+    record = request[RECORD]
+    if client is not None:
+        record.client = client.name
+    if settings.merchant(merchant_id) is None or (
+        client is not None and not client.may_read(merchant_id)
+    ):
+        request.app[METRICS].auth_failures.labels(reason="merchant_not_allowed").inc()
+        raise Forbidden("this caller may not read orders of that merchant")
     record.merchant_id = merchant_id
+    return merchant_id
+
+
+def parse_order_query(request: web.Request, raw_order_id: str | None) -> OrderQuery:
+    """Everything the caller may say about an order read, validated; the rest is ignored."""
+    settings = request.app[SETTINGS]
+    order_id = validation.order_id(raw_order_id)
+    request[RECORD].order_id = order_id
+
+    merchant_id = select_merchant(request)
 
     version_header = _header(request, "version")
     version = (
@@ -117,3 +130,14 @@ async def get_order_status(request: web.Request) -> web.Response:
     query = parse_order_query(request, _single(request, "order_id"))
     answer = await request.app[ORDER_SERVICE].get(query)
     return order_response(request, answer)
+
+
+async def purge_order(request: web.Request) -> web.Response:
+    """DELETE /cache/orders/{order_id} — drop every cached variant (operator clients only)."""
+    order_id = validation.order_id(request.match_info["order_id"])
+    request[RECORD].order_id = order_id
+    merchant_id = select_merchant(request)
+    removed = await request.app[ORDER_SERVICE].purge(merchant_id, order_id)
+    return web.json_response(
+        {"status": "purged", "merchant_id": merchant_id, "order_id": order_id, "entries": removed}
+    )

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from proxy.auth_types import WebhookCheck
 from proxy.metrics import Metrics
 from proxy.orders import OrderService
-from proxy.settings import Settings
+from proxy.settings import ClientSettings, Settings
 
 
 @dataclass(slots=True)
@@ -25,6 +26,7 @@ class RequestRecord:
 
     request_id: str
     route: str
+    client: str | None = None
     merchant_id: str | None = None
     order_id: str | None = None
     cache: str = "bypass"
@@ -40,3 +42,5 @@ METRICS = web.AppKey("metrics", Metrics)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 ORDER_SERVICE = web.AppKey("order_service", OrderService)
 RECORD = web.RequestKey("record", RequestRecord)
+CLIENT = web.RequestKey("client", ClientSettings)
+WEBHOOK_AUTH = web.AppKey("webhook_auth", WebhookCheck)

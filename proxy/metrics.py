@@ -158,6 +158,24 @@ class Metrics:
             "Bytes held by the in-process cache (bodies and keys).",
             registry=r,
         )
+        self.auth_failures = Counter(
+            "order_proxy_auth_failures",
+            "Caller requests refused: bad or missing credentials, merchant or role not allowed.",
+            ["reason"],
+            registry=r,
+        )
+        self.webhook_events = Counter(
+            "order_proxy_webhook_events",
+            "Juspay webhooks received, by event and what the proxy did with them.",
+            ["event", "result"],
+            registry=r,
+        )
+        self.purges = Counter(
+            "order_proxy_cache_purges",
+            "Cache entries dropped by purge requests and webhooks.",
+            ["source"],
+            registry=r,
+        )
         self.build_info = Gauge(
             "order_proxy_build_info",
             "Always 1; the version label tells which build is running.",

@@ -219,8 +219,23 @@ class OrderStatusView(msgspec.Struct, kw_only=True):
     """Only what the caching decision needs; decoding it skips everything else in the body."""
 
     order_id: Text = None
+    merchant_id: Text = None
     status: Text = None
     refunds: list[RefundStatusView] | None = None
+
+
+class WebhookContent(msgspec.Struct, kw_only=True):
+    # Kept as raw bytes: they become the cached body, exactly as Juspay sent them.
+    order: msgspec.Raw | None = None
+
+
+class WebhookEvent(msgspec.Struct, kw_only=True):
+    """Juspay's webhook envelope: {"id", "event_name", "date_created", "content": {"order"}}."""
+
+    id: Text = None
+    event_name: Text = None
+    date_created: Text = None
+    content: WebhookContent | None = None
 
 
 class ErrorInfo(msgspec.Struct, kw_only=True):
@@ -258,5 +273,6 @@ class Decoders:
     def __init__(self) -> None:
         self.order = msgspec.json.Decoder(Order)
         self.status_view = msgspec.json.Decoder(OrderStatusView)
+        self.webhook = msgspec.json.Decoder(WebhookEvent)
         self.entry = msgspec.msgpack.Decoder(CachedEntry)
         self.entry_encoder = msgspec.msgpack.Encoder()

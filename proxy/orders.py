@@ -17,15 +17,19 @@ from dataclasses import dataclass
 import structlog
 
 from proxy import policy
-from proxy.cache import OrderCache, entry_key
+from proxy.bus import EventBus
+from proxy.cache import OrderCache, entry_key, order_base
 from proxy.coalesce import ReplicaCoalescer
-from proxy.errors import Overloaded, UpstreamError
+from proxy.errors import CacheUnavailableError, Overloaded, UpstreamError
 from proxy.metrics import Metrics
-from proxy.models import CachedEntry
+from proxy.models import CachedEntry, OrderStatusView
 from proxy.settings import Settings
 from proxy.upstream import JuspayClient, UpstreamCall
 
 log = structlog.get_logger("proxy.orders")
+
+# Bus event: every cached variant of an order (the key's base) changed or was dropped.
+INVALIDATED = "invalidated"
 
 
 class CacheResult(enum.StrEnum):
@@ -88,9 +92,12 @@ class OrderService:
         metrics: Metrics,
         *,
         replicas: ReplicaCoalescer | None = None,
+        bus: EventBus | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._cache = cache
+        self._bus = bus
+        self._default_version = settings.upstream.api_version
         self._upstream = upstream
         self._replicas = replicas
         self._policy = settings.cache.policy
@@ -209,11 +216,79 @@ class OrderService:
             status_class=decision.status_class.value,
         )
         if decision.store:
-            keep = decision.ttl
-            if decision.status_class is policy.StatusClass.FINAL:
-                keep += self._stale_seconds  # past fresh_until it only answers when Juspay fails
-            await self._cache.save(key, entry, keep, decision.status_class.value)
+            await self._save(key, entry, decision)
         return _Fetched(entry, answer.status, answer.elapsed)
+
+    async def _save(self, key: str, entry: CachedEntry, decision: policy.Decision) -> None:
+        keep = decision.ttl
+        if decision.status_class is policy.StatusClass.FINAL:
+            keep += self._stale_seconds  # past fresh_until it only answers when Juspay fails
+        await self._cache.save(key, entry, keep, decision.status_class.value)
+
+    def base(self, merchant_id: str, order_id: str) -> str:
+        return order_base(self._prefix, merchant_id, order_id)
+
+    async def purge(self, merchant_id: str, order_id: str) -> int:
+        """Drop every cached variant of one merchant's order; the count of entries dropped."""
+        base = self.base(merchant_id, order_id)
+        removed = await self._cache.drop_order(base)
+        if removed is None:
+            raise CacheUnavailableError("the cache could not be reached; nothing was purged")
+        self._metrics.purges.labels(source="purge").inc(removed)
+        await self._announce(base)
+        return removed
+
+    async def absorb_webhook(
+        self,
+        merchant_id: str,
+        order_id: str,
+        body: bytes,
+        view: OrderStatusView,
+        event_time: float | None,
+    ) -> str:
+        """Apply the order in a Juspay webhook: refresh or drop its entries. Returns what
+        happened: "refreshed", "dropped" or "stale_event" (older than one already applied).
+
+        Only an event newer than every earlier one for this order may write an entry, so a
+        replayed old event (Juspay retries for hours) never overwrites a newer state.
+        """
+        base = self.base(merchant_id, order_id)
+        newer: bool | None = None
+        if event_time is not None:
+            mark_ttl = max(self._policy.final_ttl, 3600)
+            newer = await self._cache.advance_mark(base, event_time, mark_ttl)
+            if newer is False:
+                return "stale_event"
+        removed = await self._cache.drop_order(base) or 0
+        self._metrics.purges.labels(source="webhook").inc(removed)
+        decision = policy.decide(200, view, order_id, self._policy)
+        self._metrics.policy_decisions.labels(
+            status_class=decision.status_class.value,
+            decision="store" if decision.store and newer else "skip",
+        ).inc()
+        result = "dropped"
+        if newer and decision.store:
+            now = self._clock()
+            entry = CachedEntry(
+                status_code=200,
+                body=body,
+                content_type="application/json",
+                etag=etag_for(body),
+                fetched_at=now,
+                fresh_until=now + decision.ttl,
+                order_status=view.status or "",
+                status_class=decision.status_class.value,
+            )
+            key = entry_key(self._prefix, merchant_id, order_id, self._default_version, False)
+            await self._save(key, entry, decision)
+            result = "refreshed"
+        await self._announce(base)
+        return result
+
+    async def _announce(self, base: str) -> None:
+        """Tell every replica (this one too) that an order's entries changed."""
+        if self._bus is not None:
+            await self._bus.publish(INVALIDATED, base)
 
     async def close(self) -> None:
         """Cancel upstream calls still under way (shutdown)."""

@@ -45,6 +45,27 @@ class MerchantSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientSettings:
+    """An internal service allowed to call the proxy, identified by a client key."""
+
+    name: str
+    # SHA-256 of the client key, hex. Keys are long random tokens, so a fast hash is enough;
+    # the plain key is never stored.
+    key_sha256: str
+    merchants: tuple[str, ...]  # merchant ids it may read; ("*",) for all
+    operator: bool = False  # may purge cache entries
+
+    def may_read(self, merchant_id: str) -> bool:
+        return "*" in self.merchants or merchant_id in self.merchants
+
+    def __repr__(self) -> str:
+        return (
+            f"ClientSettings(name={self.name!r}, merchants={self.merchants!r}, "
+            f"operator={self.operator})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamSettings:
     base_url: URL = field(default_factory=lambda: URL(DEFAULT_BASE_URL))
     api_version: str = DEFAULT_API_VERSION
@@ -100,6 +121,8 @@ class ServerSettings:
 class WebhookSettings:
     username: str
     password: Secret
+    # Set when the password comes from a file, which is then re-read when it changes.
+    password_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +142,12 @@ class Settings:
     webhook: WebhookSettings | None = None
     log: LogSettings = field(default_factory=LogSettings)
     config_file: Path | None = None
+    # Callers: with clients configured every caller must present a client key; without,
+    # anonymous reads are allowed only on a loopback listener or when explicitly allowed.
+    clients: tuple[ClientSettings, ...] = ()
+    allow_anonymous: bool = False
+    # How often secret files (API keys, webhook password) are checked for rotation.
+    secret_refresh_seconds: float = 1.0
 
     def merchant(self, merchant_id: str) -> MerchantSettings | None:
         for merchant in self.merchants:
@@ -190,6 +219,20 @@ class Settings:
             ),
             "log": {"level": self.log.level, "format": self.log.format},
             "config_file": str(self.config_file) if self.config_file else None,
+            "auth": {
+                "mode": "client keys" if self.clients else "anonymous",
+                "allow_anonymous": self.allow_anonymous,
+                "clients": [
+                    {
+                        "name": c.name,
+                        "key_sha256": c.key_sha256[:8] + "…",
+                        "merchants": list(c.merchants),
+                        "operator": c.operator,
+                    }
+                    for c in self.clients
+                ],
+            },
+            "secret_refresh_seconds": self.secret_refresh_seconds,
         }
 
 
@@ -258,9 +301,19 @@ class _ServerToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_request_body_bytes: int | None = None
 
 
+class _ClientToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: str
+    key_sha256: str
+    merchants: list[str]  # explicit, "*" for all: no client gets every merchant by accident
+    operator: bool = False
+
+
 class _ConfigToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     default_merchant: str | None = None
+    allow_anonymous: bool | None = None
+    secret_refresh_seconds: float | None = None
     merchants: list[_MerchantToml] = []
+    clients: list[_ClientToml] = []
     upstream: _UpstreamToml = msgspec.field(default_factory=_UpstreamToml)
     redis: _RedisToml = msgspec.field(default_factory=_RedisToml)
     cache: _CacheToml = msgspec.field(default_factory=_CacheToml)
@@ -437,6 +490,40 @@ def _toml_merchant(
     return MerchantSettings(merchant_id, Secret(value, f"env:{env_name}"))
 
 
+def _merchants(
+    env: Mapping[str, str], toml: _ConfigToml, base_dir: Path
+) -> tuple[list[MerchantSettings], str | None]:
+    """One merchant from the environment and/or a list from the file, and the default."""
+    merchants: list[MerchantSettings] = []
+    env_merchant = _env_merchant(env)
+    if env_merchant is not None:
+        merchants.append(env_merchant)
+    for index, item in enumerate(toml.merchants):
+        merchant = _toml_merchant(index, item, env, base_dir)
+        if any(m.merchant_id == merchant.merchant_id for m in merchants):
+            raise SettingsError(
+                f"PROXY_CONFIG_FILE merchants[{index}].id",
+                f"merchant {merchant.merchant_id!r} is listed twice",
+            )
+        merchants.append(merchant)
+    if not merchants:
+        raise SettingsError(
+            "JUSPAY_MERCHANT_ID", "required (or list [[merchants]] in PROXY_CONFIG_FILE)"
+        )
+    default_merchant = toml.default_merchant
+    if default_merchant is not None:
+        if not any(m.merchant_id == default_merchant for m in merchants):
+            raise SettingsError(
+                "PROXY_CONFIG_FILE default_merchant",
+                f"{default_merchant!r} is not a listed merchant",
+            )
+    elif env_merchant is not None:
+        default_merchant = env_merchant.merchant_id
+    elif len(merchants) == 1:
+        default_merchant = merchants[0].merchant_id
+    return merchants, default_merchant
+
+
 def _cache_settings(toml: _CacheToml) -> CacheSettings:
     name = "PROXY_CONFIG_FILE cache"
     defaults = policy.CachePolicy()
@@ -531,6 +618,46 @@ def _circuit_settings(toml: _CircuitToml) -> CircuitSettings:
         open_seconds=_number(
             f"{name}.open_seconds", toml.open_seconds, d.open_seconds, low=0.1, high=600.0
         ),
+    )
+
+
+def _redis_settings(env: Mapping[str, str], toml: _RedisToml) -> RedisSettings:
+    redis_url_raw = env.get("REDIS_URL", "").strip()
+    redis_url = None
+    if redis_url_raw:
+        try:
+            parsed = URL(redis_url_raw)
+        except (ValueError, TypeError):
+            raise SettingsError("REDIS_URL", "not a URL") from None
+        if parsed.scheme not in ("redis", "rediss", "unix"):
+            raise SettingsError(
+                "REDIS_URL", "must start with redis://, rediss:// or unix:// (password masked)"
+            )
+        redis_url = Secret(redis_url_raw, "env:REDIS_URL")
+    return RedisSettings(
+        url=redis_url,
+        socket_timeout_seconds=_number(
+            "PROXY_CONFIG_FILE redis.socket_timeout_seconds",
+            toml.socket_timeout_seconds,
+            RedisSettings().socket_timeout_seconds,
+            low=0.01,
+            high=10.0,
+        ),
+        connect_timeout_seconds=_number(
+            "PROXY_CONFIG_FILE redis.connect_timeout_seconds",
+            toml.connect_timeout_seconds,
+            RedisSettings().connect_timeout_seconds,
+            low=0.01,
+            high=10.0,
+        ),
+        max_connections=_integer(
+            "PROXY_CONFIG_FILE redis.max_connections",
+            toml.max_connections,
+            RedisSettings().max_connections,
+            low=1,
+            high=10_000,
+        ),
+        key_prefix=_key_prefix(toml.key_prefix),
     )
 
 
@@ -644,44 +771,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     elif len(merchants) == 1:
         default_merchant = merchants[0].merchant_id
 
-    # Redis.
-    redis_url_raw = env.get("REDIS_URL", "").strip()
-    redis_url = None
-    if redis_url_raw:
-        try:
-            parsed = URL(redis_url_raw)
-        except (ValueError, TypeError):
-            raise SettingsError("REDIS_URL", "not a URL") from None
-        if parsed.scheme not in ("redis", "rediss", "unix"):
-            raise SettingsError(
-                "REDIS_URL", "must start with redis://, rediss:// or unix:// (password masked)"
-            )
-        redis_url = Secret(redis_url_raw, "env:REDIS_URL")
-    redis = RedisSettings(
-        url=redis_url,
-        socket_timeout_seconds=_number(
-            "PROXY_CONFIG_FILE redis.socket_timeout_seconds",
-            toml.redis.socket_timeout_seconds,
-            RedisSettings().socket_timeout_seconds,
-            low=0.01,
-            high=10.0,
-        ),
-        connect_timeout_seconds=_number(
-            "PROXY_CONFIG_FILE redis.connect_timeout_seconds",
-            toml.redis.connect_timeout_seconds,
-            RedisSettings().connect_timeout_seconds,
-            low=0.01,
-            high=10.0,
-        ),
-        max_connections=_integer(
-            "PROXY_CONFIG_FILE redis.max_connections",
-            toml.redis.max_connections,
-            RedisSettings().max_connections,
-            low=1,
-            high=10_000,
-        ),
-        key_prefix=_key_prefix(toml.redis.key_prefix),
-    )
+    redis = _redis_settings(env, toml.redis)
 
     server = ServerSettings(
         host=(env.get("PROXY_HOST") or "127.0.0.1").strip(),
@@ -709,7 +799,27 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         ),
     )
 
+    clients = _clients(toml.clients, {m.merchant_id for m in merchants})
+    allow_anonymous = _boolean(
+        "PROXY_ALLOW_ANONYMOUS", env.get("PROXY_ALLOW_ANONYMOUS") or toml.allow_anonymous, False
+    )
+    if not clients and not allow_anonymous and not _is_loopback(server.host):
+        raise SettingsError(
+            "PROXY_ALLOW_ANONYMOUS",
+            f"PROXY_HOST={server.host} is not loopback and no [[clients]] are configured: "
+            "list client keys in PROXY_CONFIG_FILE, or set PROXY_ALLOW_ANONYMOUS=true",
+        )
+
     return Settings(
+        clients=clients,
+        allow_anonymous=allow_anonymous,
+        secret_refresh_seconds=_number(
+            "PROXY_CONFIG_FILE secret_refresh_seconds",
+            toml.secret_refresh_seconds,
+            1.0,
+            low=0.0,
+            high=3600.0,
+        ),
         merchants=tuple(merchants),
         default_merchant=default_merchant,
         upstream=upstream,
@@ -725,10 +835,46 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     )
 
 
+_SHA256_HEX = frozenset("0123456789abcdef")
+
+
+def _clients(items: list[_ClientToml], merchant_ids: set[str]) -> tuple[ClientSettings, ...]:
+    clients: list[ClientSettings] = []
+    seen_names: set[str] = set()
+    seen_hashes: set[str] = set()
+    for index, item in enumerate(items):
+        where = f"PROXY_CONFIG_FILE clients[{index}]"
+        if not item.name or not item.name.isprintable() or len(item.name) > 64:
+            raise SettingsError(f"{where}.name", "must be 1-64 printable characters")
+        digest = item.key_sha256.strip().lower()
+        if len(digest) != 64 or not set(digest) <= _SHA256_HEX:
+            raise SettingsError(
+                f"{where}.key_sha256",
+                "must be the 64-hex-digit SHA-256 of the client key "
+                "(`order-proxy client-key` makes a key and its hash)",
+            )
+        if item.name in seen_names or digest in seen_hashes:
+            raise SettingsError(where, "client name and key must be unique")
+        seen_names.add(item.name)
+        seen_hashes.add(digest)
+        for merchant in item.merchants:
+            if merchant != "*" and merchant not in merchant_ids:
+                raise SettingsError(f"{where}.merchants", f"{merchant!r} is not a listed merchant")
+        clients.append(
+            ClientSettings(
+                name=item.name,
+                key_sha256=digest,
+                merchants=tuple(item.merchants),
+                operator=item.operator,
+            )
+        )
+    return tuple(clients)
+
+
 def _key_prefix(raw: str | None) -> str:
     if raw is None:
         return RedisSettings().key_prefix
-    if not raw or any(ch in raw for ch in "{}: \t\r\n"):
+    if not raw or any(ch in raw for ch in "{}:| \t\r\n"):
         raise SettingsError(
             "PROXY_CONFIG_FILE redis.key_prefix",
             "must be non-empty without braces, colons or spaces",
@@ -751,8 +897,9 @@ def _webhook(env: Mapping[str, str]) -> WebhookSettings | None:
             "JUSPAY_WEBHOOK_PASSWORD",
             "set either JUSPAY_WEBHOOK_PASSWORD or JUSPAY_WEBHOOK_PASSWORD_FILE",
         )
+    path: Path | None = None
     if password_file:
-        secret, _ = _secret_from_file("JUSPAY_WEBHOOK_PASSWORD_FILE", password_file)
+        secret, path = _secret_from_file("JUSPAY_WEBHOOK_PASSWORD_FILE", password_file)
     elif password:
         _check_secret_text("JUSPAY_WEBHOOK_PASSWORD", password)
         secret = Secret(password, "env:JUSPAY_WEBHOOK_PASSWORD")
@@ -760,4 +907,4 @@ def _webhook(env: Mapping[str, str]) -> WebhookSettings | None:
         raise SettingsError(
             "JUSPAY_WEBHOOK_PASSWORD", "required when JUSPAY_WEBHOOK_USERNAME is set (or _FILE)"
         )
-    return WebhookSettings(username=username, password=secret)
+    return WebhookSettings(username=username, password=secret, password_file=path)

@@ -73,12 +73,14 @@ class UpstreamAnswer:
 class Credentials:
     """Per-merchant Authorization values; keys held in files are re-read when they change."""
 
-    def __init__(self, merchants: tuple[MerchantSettings, ...]) -> None:
+    def __init__(
+        self, merchants: tuple[MerchantSettings, ...], check_interval: float = 1.0
+    ) -> None:
         self._sources: dict[str, Secret | SecretFile] = {}
         for merchant in merchants:
             if merchant.api_key_file is not None:
                 self._sources[merchant.merchant_id] = SecretFile(
-                    merchant.api_key_file, merchant.api_key
+                    merchant.api_key_file, merchant.api_key, check_interval=check_interval
                 )
             else:
                 self._sources[merchant.merchant_id] = merchant.api_key

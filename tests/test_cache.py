@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from proxy.cache import MemoryStore, RedisStore, entry_key
+from proxy.cache import MemoryStore, RedisStore, entry_key, order_base
 from proxy.models import CachedEntry, Decoders
 
 
@@ -54,11 +54,49 @@ def test_memory_store_entries_expire() -> None:
 async def test_redis_store_round_trip_with_ttl(redis_client: aioredis.Redis) -> None:
     store = RedisStore(redis_client, Decoders())
     original = entry(b'{"order_id": "R1"}')
-    await store.set("test-cache:r1", original, 30)
-    assert await store.get("test-cache:r1") == original
-    assert 0 < await redis_client.ttl("test-cache:r1") <= 30
-    assert await store.delete(["test-cache:r1"]) == 1
-    assert await store.get("test-cache:r1") is None
+    key = entry_key("test-cache", "m1", "R1", "2023-06-30", False)
+    await store.set(key, original, 30)
+    assert await store.get(key) == original
+    assert 0 < await redis_client.ttl(key) <= 30
+    assert await store.delete([key]) == 1
+    assert await store.get(key) is None
+
+
+async def test_redis_store_drops_every_variant_of_an_order(redis_client: aioredis.Redis) -> None:
+    store = RedisStore(redis_client, Decoders())
+    keys = [
+        entry_key("test-cache", "m1", "R2", version, full)
+        for version in ("2023-06-30", "2021-01-01")
+        for full in (False, True)
+    ]
+    other = entry_key("test-cache", "m2", "R2", "2023-06-30", False)
+    for key in [*keys, other]:
+        await store.set(key, entry(), 60)
+    assert await store.delete_order(order_base("test-cache", "m1", "R2")) == 4
+    for key in keys:
+        assert await store.get(key) is None
+    assert await store.get(other) is not None  # another merchant's entry is untouched
+
+
+async def test_webhook_marks_only_move_forward(redis_client: aioredis.Redis) -> None:
+    memory = MemoryStore(max_entries=10, max_bytes=10**6)
+    redis = RedisStore(redis_client, Decoders())
+    for store in (memory, redis):
+        base = order_base("test-cache", "m1", f"MARK-{store.layer}")
+        assert await store.advance_mark(base, 100.0, 60) is True
+        assert await store.advance_mark(base, 99.0, 60) is False
+        assert await store.advance_mark(base, 100.0, 60) is False
+        assert await store.advance_mark(base, 101.5, 60) is True
+
+
+def test_memory_store_drops_every_variant_of_an_order() -> None:
+    store = MemoryStore(max_entries=100, max_bytes=10**6)
+    keys = [entry_key("p", "m1", "O1", v, False) for v in ("2023-06-30", "2021-01-01")]
+    kept = entry_key("p", "m1", "O10", "2023-06-30", False)
+    for key in [*keys, kept]:
+        store.set_now(key, entry(), 60)
+    assert store.delete_order_now(order_base("p", "m1", "O1")) == 2
+    assert store.get_now(kept) is not None
 
 
 async def test_redis_store_ignores_undecodable_entries(redis_client: aioredis.Redis) -> None:
