@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
+import msgspec
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
@@ -16,10 +17,19 @@ from proxy.auth import ClientKeyAuth, WebhookCredentials
 from proxy.bus import EventBus
 from proxy.cache import MemoryStore, OrderCache, RedisStore
 from proxy.coalesce import ReplicaCoalescer
-from proxy.keys import LIFECYCLE, METRICS, ORDER_SERVICE, SETTINGS, WEBHOOK_AUTH, Lifecycle
+from proxy.keys import (
+    LIFECYCLE,
+    METRICS,
+    OPENAPI,
+    ORDER_SERVICE,
+    SETTINGS,
+    WEBHOOK_AUTH,
+    Lifecycle,
+)
 from proxy.metrics import Metrics
 from proxy.middlewares import observe
 from proxy.models import Decoders
+from proxy.openapi import build_openapi
 from proxy.orders import OrderService
 from proxy.secrets import Secret, SecretFile
 from proxy.settings import RedisSettings, Settings
@@ -62,6 +72,7 @@ def create_app(
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[LIFECYCLE] = Lifecycle()
+    app[OPENAPI] = msgspec.json.encode(build_openapi())
     if settings.webhook is not None:
         hook = settings.webhook
         password: Secret | SecretFile = hook.password
@@ -81,6 +92,7 @@ def create_app(
     app.router.add_get("/healthz", health.healthz, name="healthz")
     app.router.add_get("/readyz", health.readyz, name="readyz")
     app.router.add_get("/metrics", health.metrics, name="metrics")
+    app.router.add_get("/openapi.json", health.openapi, name="openapi")
     return app
 
 

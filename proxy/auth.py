@@ -14,8 +14,9 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable
+from typing import NamedTuple
 
-from aiohttp import BasicAuth, hdrs, web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 from aiohttp_basicauth import BasicAuthMiddleware
 
@@ -37,7 +38,14 @@ def new_client_key() -> str:
     return "opk_" + secrets.token_urlsafe(32)
 
 
-def parse_basic(header: str | None) -> BasicAuth | None:
+class BasicCredentials(NamedTuple):
+    """What aiohttp-basicauth reads from a parsed header (`login`, `password`)."""
+
+    login: str
+    password: str
+
+
+def parse_basic(header: str | None) -> BasicCredentials | None:
     """Basic credentials as SDKs send them: `key:`, `key:password`, or a bare `key`."""
     if not header:
         return None
@@ -49,7 +57,7 @@ def parse_basic(header: str | None) -> BasicAuth | None:
     except (binascii.Error, UnicodeDecodeError):
         return None
     login, _, password = decoded.partition(":")
-    return BasicAuth(login, password)
+    return BasicCredentials(login, password)
 
 
 class ClientKeyAuth(BasicAuthMiddleware):  # type: ignore[misc]
@@ -65,7 +73,7 @@ class ClientKeyAuth(BasicAuthMiddleware):  # type: ignore[misc]
         self._clients = tuple(clients)
         self._anonymous = anonymous and not self._clients
 
-    def parse_auth_header(self, request: web.Request) -> BasicAuth | None:
+    def parse_auth_header(self, request: web.Request) -> BasicCredentials | None:
         return parse_basic(request.headers.get(hdrs.AUTHORIZATION))
 
     async def check_credentials(self, username: str, password: str, request: web.Request) -> bool:

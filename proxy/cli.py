@@ -66,6 +66,21 @@ def _parser() -> argparse.ArgumentParser:
         help="environment variable holding the API key it accepts (default SIMULATOR_API_KEY; "
         "'demo_api_key' when unset)",
     )
+    key_cmd = commands.add_parser(
+        "client-key",
+        help="make a new client key and the [[clients]] entry holding its hash",
+        description="Print a new random client key (give it to the calling service) and the "
+        "TOML entry for PROXY_CONFIG_FILE, which holds only the key's SHA-256.",
+    )
+    key_cmd.add_argument("--name", required=True, help="the calling service's name")
+    key_cmd.add_argument(
+        "--merchant",
+        action="append",
+        dest="merchants",
+        metavar="ID",
+        help="a merchant it may read (repeat; default: all, '*')",
+    )
+    key_cmd.add_argument("--operator", action="store_true", help="may purge cache entries")
     commands.add_parser(
         "check-config",
         help="print the effective settings (secrets masked) and exit",
@@ -144,6 +159,21 @@ def simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def client_key(args: argparse.Namespace) -> int:
+    from proxy.auth import hash_key, new_client_key  # noqa: PLC0415
+
+    key = new_client_key()
+    merchants = args.merchants or ["*"]
+    print(f"# client key for {args.name} (shown once; store it as the caller's secret):")
+    print(f"# {key}")
+    print("[[clients]]")
+    print(f"name = {json.dumps(args.name)}")
+    print(f'key_sha256 = "{hash_key(key)}"')
+    print(f"merchants = {json.dumps(merchants)}")
+    print(f"operator = {'true' if args.operator else 'false'}")
+    return 0
+
+
 def check_config() -> int:
     settings = _settings_or_exit()
     print(json.dumps(settings.describe(), indent=2))
@@ -160,4 +190,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_demo(port=args.port, once=args.once)
     if args.command == "simulate":
         return simulate(args)
+    if args.command == "client-key":
+        return client_key(args)
     return check_config()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from proxy.keys import LIFECYCLE, METRICS, ORDER_SERVICE
+from proxy.keys import LIFECYCLE, METRICS, OPENAPI, ORDER_SERVICE
 from proxy.metrics import EXPOSITION_CONTENT_TYPE
 
 _json = msgspec.json.Encoder()
@@ -40,3 +40,7 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     body = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": EXPOSITION_CONTENT_TYPE})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")

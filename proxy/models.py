@@ -226,7 +226,8 @@ class OrderStatusView(msgspec.Struct, kw_only=True):
 
 class WebhookContent(msgspec.Struct, kw_only=True):
     # Kept as raw bytes: they become the cached body, exactly as Juspay sent them.
-    order: msgspec.Raw | None = None
+    # (msgspec.Raw cannot sit in a union; an absent order is an empty Raw.)
+    order: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
 
 
 class WebhookEvent(msgspec.Struct, kw_only=True):

@@ -83,12 +83,11 @@ async def juspay_webhook(request: web.Request) -> web.Response:
         raise BadRequest("the body is not a Juspay webhook event") from None
     name = event.event_name or ""
     label = name.lower() if name in ORDER_EVENTS else "other"
-    order_raw = event.content.order if event.content is not None else None
-    if name not in ORDER_EVENTS or order_raw is None:
+    order_body = bytes(event.content.order) if event.content is not None else b""
+    if name not in ORDER_EVENTS or order_body in (b"", b"null"):
         metrics.webhook_events.labels(event=label, result="ignored").inc()
         return _answer("ignored")
 
-    order_body = bytes(order_raw)
     try:
         view = _decoders.status_view.decode(order_body)
     except (msgspec.DecodeError, msgspec.ValidationError):

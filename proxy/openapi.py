@@ -1,0 +1,302 @@
+"""The service's own OpenAPI description, served at /openapi.json (built once per app)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proxy import __version__
+from proxy.validation import ORDER_ID_MAX_LENGTH
+
+ORDER_ID_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{ORDER_ID_MAX_LENGTH - 1}}}$"
+_ERROR = {"$ref": "#/components/schemas/JuspayError"}
+_JSON_ERROR = {"application/json": {"schema": _ERROR}}
+_REQUEST_ID = {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}}
+
+
+def _error(description: str, *, retry_after: bool = False) -> dict[str, Any]:
+    headers: dict[str, Any] = dict(_REQUEST_ID)
+    if retry_after:
+        headers["Retry-After"] = {"schema": {"type": "integer", "minimum": 1}, "required": True}
+    return {"description": description, "headers": headers, "content": _JSON_ERROR}
+
+
+_ORDER_ERRORS: dict[str, Any] = {
+    "400": {
+        "description": "Bad order id, header or query; or Juspay's own 400 (NOT_FOUND) passed on",
+        "headers": _REQUEST_ID,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}},
+    },
+    "401": _error("Caller credentials missing or wrong (when client keys are configured)"),
+    "403": _error("The caller may not read this merchant's orders"),
+    "404": _error("No such route"),
+    "502": _error("Juspay refused the proxy's key, sent an unusable body, or was unreachable"),
+    "503": _error("Load shed, circuit open or Juspay rate limiting", retry_after=True),
+    "504": _error("Juspay did not answer within the deadline"),
+}
+_CACHE_HEADERS = {
+    **_REQUEST_ID,
+    "X-Cache": {"schema": {"type": "string", "enum": ["HIT", "MISS", "BYPASS", "STALE"]}},
+    "ETag": {"schema": {"type": "string"}},
+    "Age": {"schema": {"type": "integer", "minimum": 0}},
+}
+_ORDER_OK = {
+    "200": {
+        "description": "Juspay's order, byte for byte",
+        "headers": _CACHE_HEADERS,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Order"}}},
+    },
+    "304": {"description": "Not modified (If-None-Match matched)", "headers": _CACHE_HEADERS},
+}
+_ORDER_HEADERS = [
+    {"$ref": "#/components/parameters/version"},
+    {"$ref": "#/components/parameters/x-merchantid"},
+    {"$ref": "#/components/parameters/x-routing-id"},
+    {"name": "Cache-Control", "in": "header", "schema": {"type": "string", "maxLength": 200}},
+]
+
+
+def build_openapi() -> dict[str, Any]:
+    order_id_param = {
+        "name": "order_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": ORDER_ID_PATTERN},
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "order-proxy",
+            "version": __version__,
+            "description": "Read-through caching proxy in front of Juspay's Order Status API.",
+        },
+        "security": [{"clientKey": []}, {}],
+        "paths": {
+            "/orders/{order_id}": {
+                "get": {
+                    "operationId": "getOrder",
+                    "summary": "Juspay's order status (cached when final)",
+                    "parameters": [
+                        order_id_param,
+                        *_ORDER_HEADERS,
+                        {
+                            "name": "options.add_full_gateway_response",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": ["true", "false"]},
+                        },
+                    ],
+                    "responses": {**_ORDER_OK, **_ORDER_ERRORS},
+                }
+            },
+            "/order/status": {
+                "get": {
+                    "operationId": "getOrderStatusLegacy",
+                    "summary": "The path older Juspay SDKs call",
+                    "parameters": [
+                        {
+                            "name": "order_id",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string", "pattern": ORDER_ID_PATTERN},
+                        },
+                        *_ORDER_HEADERS,
+                    ],
+                    "responses": {**_ORDER_OK, **_ORDER_ERRORS},
+                }
+            },
+            "/cache/orders/{order_id}": {
+                "delete": {
+                    "operationId": "purgeOrder",
+                    "summary": "Drop every cached variant of an order (operator clients)",
+                    "parameters": [
+                        order_id_param,
+                        {"$ref": "#/components/parameters/x-merchantid"},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "Purged",
+                            "headers": _REQUEST_ID,
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Purged"}
+                                }
+                            },
+                        },
+                        "400": _error("Bad order id or header"),
+                        "401": _error("Credentials missing or wrong"),
+                        "403": _error("Not an operator client, or merchant not allowed"),
+                        "404": _error("No such route"),
+                        "503": _error("The cache could not be reached"),
+                    },
+                }
+            },
+            "/webhooks/juspay": {
+                "post": {
+                    "operationId": "juspayWebhook",
+                    "summary": "Juspay's order and refund webhooks (Basic auth set on Juspay)",
+                    "security": [{"webhookBasic": []}],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/WebhookEvent"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "Accepted (applied, ignored or stale)",
+                            "headers": _REQUEST_ID,
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/WebhookResult"}
+                                }
+                            },
+                        },
+                        "400": _error("Malformed or oversized body"),
+                        "401": _error("Webhook credentials missing or wrong"),
+                        "404": _error("No such route"),
+                        "413": _error("Body too large"),
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "operationId": "healthz",
+                    "security": [],
+                    "responses": {"200": {"description": "Alive", "headers": _REQUEST_ID}},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "operationId": "readyz",
+                    "security": [],
+                    "responses": {
+                        "200": {"description": "Ready", "headers": _REQUEST_ID},
+                        "503": {"description": "Starting or draining", "headers": _REQUEST_ID},
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text format",
+                            "headers": _REQUEST_ID,
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {
+                "clientKey": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "The client key as username and an empty password, "
+                    "as Juspay SDKs send an API key",
+                },
+                "webhookBasic": {"type": "http", "scheme": "basic"},
+            },
+            "parameters": {
+                "version": {
+                    "name": "version",
+                    "in": "header",
+                    "schema": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"},
+                },
+                "x-merchantid": {
+                    "name": "x-merchantid",
+                    "in": "header",
+                    "schema": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
+                },
+                "x-routing-id": {
+                    "name": "x-routing-id",
+                    "in": "header",
+                    "schema": {"type": "string", "pattern": r"^[\x21-\x7e][\x20-\x7e]{0,127}$"},
+                },
+            },
+            "headers": {
+                "X-Request-Id": {"schema": {"type": "string"}, "required": True},
+            },
+            "schemas": {
+                "JuspayError": {
+                    "type": "object",
+                    "required": ["status", "error_code", "error_message", "error_info"],
+                    "properties": {
+                        "status": {"type": "string", "enum": ["error"]},
+                        "error_code": {"type": "string"},
+                        "error_message": {"type": "string"},
+                        "error_info": {
+                            "type": "object",
+                            "required": ["code", "category", "user_message", "developer_message"],
+                            "properties": {
+                                "code": {"type": "string"},
+                                "category": {"type": "string"},
+                                "user_message": {"type": "string"},
+                                "developer_message": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+                "Status": {
+                    "type": "object",
+                    "required": ["status"],
+                    "properties": {"status": {"type": "string"}},
+                },
+                "Order": {
+                    "type": "object",
+                    "description": "Juspay's order-status response; unknown fields may appear",
+                    "required": ["order_id", "status"],
+                    "properties": {
+                        "order_id": {"type": "string"},
+                        "status": {"type": "string"},
+                        "status_id": {"type": "integer"},
+                        "merchant_id": {"type": "string"},
+                        "amount": {"type": "number"},
+                        "refunds": {"type": "array", "items": {"type": "object"}},
+                    },
+                },
+                "Purged": {
+                    "type": "object",
+                    "required": ["status", "merchant_id", "order_id", "entries"],
+                    "properties": {
+                        "status": {"type": "string", "enum": ["purged"]},
+                        "merchant_id": {"type": "string"},
+                        "order_id": {"type": "string"},
+                        "entries": {"type": "integer", "minimum": 0},
+                    },
+                },
+                "WebhookEvent": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "event_name": {"type": "string"},
+                        "date_created": {"type": "string"},
+                        "content": {
+                            "type": "object",
+                            "properties": {"order": {"$ref": "#/components/schemas/Order"}},
+                        },
+                    },
+                },
+                "WebhookResult": {
+                    "type": "object",
+                    "required": ["status", "result"],
+                    "properties": {
+                        "status": {"type": "string", "enum": ["ok"]},
+                        "result": {
+                            "type": "string",
+                            "enum": [
+                                "refreshed",
+                                "dropped",
+                                "stale_event",
+                                "ignored",
+                                "unknown_merchant",
+                            ],
+                        },
+                    },
+                },
+            },
+        },
+    }
