@@ -6,16 +6,16 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import msgspec
-import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from aiohttp.typedefs import Middleware
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from proxy import handlers, health, webhooks
 from proxy.auth import ClientKeyAuth, WebhookCredentials
 from proxy.bus import EventBus
-from proxy.cache import MemoryStore, OrderCache, RedisStore
+from proxy.cache import OrderCache
 from proxy.coalesce import ReplicaCoalescer
 from proxy.keys import (
     LIFECYCLE,
@@ -27,42 +27,34 @@ from proxy.keys import (
     Lifecycle,
 )
 from proxy.metrics import Metrics
-from proxy.middlewares import observe
+from proxy.middlewares import make_observe
 from proxy.models import Decoders
 from proxy.openapi import build_openapi
-from proxy.orders import OrderService
+from proxy.orders import INVALIDATED, OrderService
+from proxy.redis_client import build_redis
 from proxy.secrets import Secret, SecretFile
-from proxy.settings import RedisSettings, Settings
+from proxy.settings import Settings
+from proxy.stores import MemoryStore, RedisStore
 from proxy.upstream import Credentials, JuspayClient, build_session, close_session
 
 log = structlog.get_logger("proxy.app")
 
 
-def build_redis(settings: RedisSettings) -> aioredis.Redis:
-    """A pooled client with short timeouts and no retries: a slow cache is worse than none."""
-    assert settings.url is not None
-    return aioredis.Redis.from_url(
-        settings.url.reveal(),
-        socket_timeout=settings.socket_timeout_seconds,
-        socket_connect_timeout=settings.connect_timeout_seconds,
-        max_connections=settings.max_connections,
-        retry=Retry(NoBackoff(), 0),
-        health_check_interval=30,
-        client_name="order-proxy",
-    )
-
-
 def create_app(
     settings: Settings,
     *,
-    redis: aioredis.Redis | None = None,
+    redis: Redis | RedisCluster | None = None,
     http_session: aiohttp.ClientSession | None = None,
 ) -> web.Application:
     """Build the proxy. Tests pass their own Redis client or HTTP session; else they are made
     here, at start-up, and closed at shutdown."""
-    auth = ClientKeyAuth(settings.clients, anonymous=not settings.clients)
+    middlewares: list[Middleware] = [
+        make_observe(log_requests=settings.log.level in ("debug", "info"))
+    ]
+    if settings.clients:
+        middlewares.append(ClientKeyAuth(settings.clients))
     app = web.Application(
-        middlewares=[observe, auth],
+        middlewares=middlewares,
         client_max_size=settings.server.max_request_body_bytes,
         handler_args={
             "max_line_size": settings.server.max_line_size,
@@ -106,7 +98,7 @@ async def _start_draining(app: web.Application) -> None:
 
 
 def _resources(
-    redis: aioredis.Redis | None, http_session: aiohttp.ClientSession | None
+    redis: Redis | RedisCluster | None, http_session: aiohttp.ClientSession | None
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def resources(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
@@ -121,25 +113,38 @@ def _resources(
         store: MemoryStore | RedisStore
         bus: EventBus | None = None
         replicas: ReplicaCoalescer | None = None
+        memory = MemoryStore(
+            max_entries=settings.cache.memory_max_entries,
+            max_bytes=settings.cache.memory_max_bytes,
+        )
         if redis_client is not None:
-            store = RedisStore(redis_client, decoders)
-            bus = EventBus(redis_client, f"{settings.redis.key_prefix}:events", metrics)
+            timeout = settings.redis.socket_timeout_seconds
+            store = RedisStore(redis_client, decoders, timeout=timeout)
+            bus = EventBus(
+                redis_client, f"{settings.redis.key_prefix}:events", metrics, timeout=timeout
+            )
+            front_ttl = settings.cache.memory_layer_ttl_seconds
+            cache = OrderCache(
+                store,
+                metrics,
+                front=memory if front_ttl > 0 else None,
+                front_ttl=front_ttl,
+                front_allowed=bus.subscribed.is_set,
+            )
+            bus.listen(INVALIDATED, cache.invalidate)
             bus.start()
             if settings.cache.distributed_coalescing:
                 replicas = ReplicaCoalescer(
                     store, bus, metrics, lock_seconds=settings.upstream.timeout_seconds + 1
                 )
         else:
-            store = MemoryStore(
-                max_entries=settings.cache.memory_max_entries,
-                max_bytes=settings.cache.memory_max_bytes,
-            )
+            store = memory
+            cache = OrderCache(store, metrics)
             log.warning(
                 "in_process_cache",
                 detail="REDIS_URL is unset: entries live in this process only and are not "
                 "shared between replicas",
             )
-        cache = OrderCache(store, metrics)
         client = JuspayClient(
             session,
             settings.upstream,
@@ -157,6 +162,8 @@ def _resources(
             await service.close()
             if bus is not None:
                 await bus.close()
+            if isinstance(store, RedisStore):
+                await store.close()
             if http_session is None:
                 await close_session(session)
             if owns_redis and redis_client is not None:

@@ -63,15 +63,15 @@ def parse_basic(header: str | None) -> BasicCredentials | None:
 class ClientKeyAuth(BasicAuthMiddleware):  # type: ignore[misc]
     """aiohttp-basicauth with many users, hashed keys and a constant-time check.
 
-    Caller routes need any client allowed for the merchant asked for (checked later, when the
-    merchant is known); operator routes need an operator client. Health, readiness, metrics
-    and the webhook (its own credentials) are not covered here.
+    Installed only when clients are configured (otherwise callers are anonymous and nobody may
+    purge). Caller routes need any client allowed for the merchant asked for (checked later,
+    when the merchant is known); operator routes need an operator client. Health, readiness,
+    metrics and the webhook (its own credentials) are not covered here.
     """
 
-    def __init__(self, clients: Iterable[ClientSettings], *, anonymous: bool) -> None:
+    def __init__(self, clients: Iterable[ClientSettings]) -> None:
         super().__init__(force=True, realm="order-proxy")
         self._clients = tuple(clients)
-        self._anonymous = anonymous and not self._clients
 
     def parse_auth_header(self, request: web.Request) -> BasicCredentials | None:
         return parse_basic(request.headers.get(hdrs.AUTHORIZATION))
@@ -97,12 +97,6 @@ class ClientKeyAuth(BasicAuthMiddleware):  # type: ignore[misc]
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         route = request[RECORD].route
         if route not in CALLER_ROUTES and route not in OPERATOR_ROUTES:
-            return await handler(request)
-        if self._anonymous:
-            if route in OPERATOR_ROUTES:
-                return error_response(
-                    Forbidden("purging needs an operator client key; none are configured")
-                )
             return await handler(request)
         if not await self.authenticate(request):
             request.app[METRICS].auth_failures.labels(reason="bad_credentials").inc()

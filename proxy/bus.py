@@ -14,8 +14,9 @@ from collections import defaultdict
 from collections.abc import Callable
 
 import msgspec
-import redis.asyncio as aioredis
 import structlog
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from proxy.metrics import Metrics
@@ -26,8 +27,16 @@ Listener = Callable[[str], None]
 
 
 class EventBus:
-    def __init__(self, client: aioredis.Redis, channel: str, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        channel: str,
+        metrics: Metrics,
+        *,
+        timeout: float = 0.5,
+    ) -> None:
         self._client = client
+        self._timeout = timeout
         self.channel = channel
         self._metrics = metrics
         self._waiters: dict[str, set[asyncio.Future[str]]] = defaultdict(set)
@@ -79,7 +88,8 @@ class EventBus:
 
     async def publish(self, kind: str, key: str) -> bool:
         try:
-            await self._client.publish(self.channel, self.message(kind, key))
+            async with asyncio.timeout(self._timeout):
+                await self._client.publish(self.channel, self.message(kind, key))
         except (RedisError, OSError, TimeoutError):
             self._metrics.redis_errors.labels(operation="publish").inc()
             return False

@@ -17,9 +17,9 @@ from typing import TypeVar
 import structlog
 
 from proxy.bus import EventBus
-from proxy.cache import CacheUnavailable, RedisStore
 from proxy.metrics import Metrics
 from proxy.models import CachedEntry
+from proxy.stores import CacheUnavailable, RedisStore
 
 log = structlog.get_logger("proxy.coalesce")
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from proxy import validation
 from proxy.errors import BadRequest, Forbidden
 from proxy.keys import CLIENT, METRICS, ORDER_SERVICE, RECORD, SETTINGS
-from proxy.orders import OrderAnswer, OrderQuery
+from proxy.orders import CacheResult, OrderAnswer, OrderQuery
 
 FULL_GATEWAY_RESPONSE = "options.add_full_gateway_response"
 
@@ -82,6 +84,15 @@ def parse_order_query(request: web.Request, raw_order_id: str | None) -> OrderQu
     )
 
 
+def _recorder(request: web.Request) -> Callable[[CacheResult], None]:
+    record = request[RECORD]
+
+    def record_result(result: CacheResult) -> None:
+        record.cache = result.value
+
+    return record_result
+
+
 def _etag_matches(request: web.Request, etag: str) -> bool:
     header = request.headers.get("If-None-Match")
     if not header:
@@ -121,19 +132,22 @@ async def get_order(request: web.Request) -> web.Response:
     if query_id is not None and query_id != raw_id:
         raise BadRequest("order_id in the query differs from the one in the path")
     query = parse_order_query(request, raw_id)
-    answer = await request.app[ORDER_SERVICE].get(query)
+    answer = await request.app[ORDER_SERVICE].get(query, _recorder(request))
     return order_response(request, answer)
 
 
 async def get_order_status(request: web.Request) -> web.Response:
     """GET /order/status?order_id=… — the path older Juspay SDKs call."""
     query = parse_order_query(request, _single(request, "order_id"))
-    answer = await request.app[ORDER_SERVICE].get(query)
+    answer = await request.app[ORDER_SERVICE].get(query, _recorder(request))
     return order_response(request, answer)
 
 
 async def purge_order(request: web.Request) -> web.Response:
     """DELETE /cache/orders/{order_id} — drop every cached variant (operator clients only)."""
+    if CLIENT not in request:
+        # Anonymous mode (no client keys configured): there is no operator to trust.
+        raise Forbidden("purging needs an operator client key; none are configured")
     order_id = validation.order_id(request.match_info["order_id"])
     request[RECORD].order_id = order_id
     merchant_id = select_merchant(request)

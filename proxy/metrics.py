@@ -6,6 +6,8 @@ outcomes. An order id, merchant id or request id is never a label.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -183,11 +185,32 @@ class Metrics:
             registry=r,
         )
         self.build_info.labels(version=__version__).set(1)
+        self._request_children: dict[tuple[str, int, str], tuple[Any, Any]] = {}
         # Pre-create the label sets an operator expects to see at zero before the first event.
         for outcome in UPSTREAM_OUTCOMES:
             self.upstream_requests.labels(outcome=outcome)
         for reason in ("circuit_open", "shed"):
             self.upstream_rejected.labels(reason=reason)
+        for operation in ("get", "set", "delete", "ping", "lock", "publish", "subscribe"):
+            self.redis_errors.labels(operation=operation)
+        # Hit and miss series exist from the start, so rate() sees their first increase.
+        for route in ("order", "order_status"):
+            for cache in ("hit", "miss"):
+                self.requests.labels(route=route, code="200", cache=cache)
+
+    def observe_request(self, route: str, code: int, cache: str, duration: float) -> None:
+        """Count and time one caller-facing request (label children looked up once)."""
+        key = (route, code, cache)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(route=route, code=str(code), cache=cache),
+                self.request_duration.labels(route=route, cache=cache),
+            )
+            # Bounded: routes, status codes and cache results are all small fixed sets.
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(duration)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

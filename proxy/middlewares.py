@@ -6,7 +6,7 @@ import time
 
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from proxy import validation
 from proxy.errors import (
@@ -34,8 +34,19 @@ def _route_name(request: web.Request) -> str:
     return name or "other"
 
 
-@web.middleware
-async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+def make_observe(*, log_requests: bool) -> Middleware:
+    """The outermost middleware; `log_requests` is False when info lines are filtered out."""
+
+    @web.middleware
+    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        return await _observe(request, handler, log_requests)
+
+    return observe
+
+
+async def _observe(
+    request: web.Request, handler: Handler, log_requests: bool
+) -> web.StreamResponse:
     started = time.perf_counter()
     route = _route_name(request)
     record = RequestRecord(
@@ -75,10 +86,9 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         duration = time.perf_counter() - started
         if counted:
             metrics.in_flight.dec()
-            code = str(status)
-            metrics.requests.labels(route=route, code=code, cache=record.cache).inc()
-            metrics.request_duration.labels(route=route, cache=record.cache).observe(duration)
-        _log_request(request, record, status, duration, counted)
+            metrics.observe_request(route, status, record.cache, duration)
+        if log_requests or status >= 500:
+            _log_request(request, record, status, duration, counted)
         structlog.contextvars.unbind_contextvars("request_id")
 
 

@@ -18,12 +18,13 @@ import structlog
 
 from proxy import policy
 from proxy.bus import EventBus
-from proxy.cache import OrderCache, entry_key, order_base
+from proxy.cache import OrderCache
 from proxy.coalesce import ReplicaCoalescer
 from proxy.errors import CacheUnavailableError, Overloaded, UpstreamError
 from proxy.metrics import Metrics
 from proxy.models import CachedEntry, OrderStatusView
 from proxy.settings import Settings
+from proxy.stores import entry_key, order_base
 from proxy.upstream import JuspayClient, UpstreamCall
 
 log = structlog.get_logger("proxy.orders")
@@ -104,12 +105,17 @@ class OrderService:
         self._stale_seconds = settings.cache.stale_if_error_seconds
         self._prefix = settings.redis.key_prefix
         self._metrics = metrics
+        self._calls_saved = metrics.calls_saved
         self._clock = clock
         self._inflight: dict[str, asyncio.Task[_Fetched]] = {}
 
     @property
     def cache(self) -> OrderCache:
         return self._cache
+
+    @property
+    def bus(self) -> EventBus | None:
+        return self._bus
 
     def key(self, query: OrderQuery) -> str:
         return entry_key(
@@ -120,21 +126,31 @@ class OrderService:
             query.full_gateway_response,
         )
 
-    async def get(self, query: OrderQuery) -> OrderAnswer:
+    async def get(
+        self, query: OrderQuery, on_result: Callable[[CacheResult], None] | None = None
+    ) -> OrderAnswer:
+        """The answer for one order. `on_result` hears the cache result as soon as it is
+        known, so a miss whose upstream call then fails is still recorded as a miss."""
         key = self.key(query)
         result = CacheResult.BYPASS
         stale: CachedEntry | None = None
         if not query.no_cache:
-            lookup = await self._cache.lookup(key)
-            entry = lookup.entry
+            cache = self._cache
+            entry = cache.peek(key)
+            failed = False
+            if entry is None and cache.remote is not None:
+                lookup = await cache.lookup(key)
+                entry, failed = lookup.entry, lookup.failed
             if entry is not None:
                 now = self._clock()
                 if now < entry.fresh_until:
-                    self._metrics.calls_saved.inc()
+                    self._calls_saved.inc()
                     return OrderAnswer(entry, CacheResult.HIT, max(0, int(now - entry.fetched_at)))
                 # Kept past its TTL only for stale-if-error (final entries only, see _save).
                 stale = entry
-            result = CacheResult.ERROR if lookup.failed else CacheResult.MISS
+            result = CacheResult.ERROR if failed else CacheResult.MISS
+        if on_result is not None:
+            on_result(result)
 
         task = self._inflight.get(key)
         coalesced = task is not None

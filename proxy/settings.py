@@ -88,6 +88,9 @@ class UpstreamSettings:
 @dataclass(frozen=True, slots=True)
 class RedisSettings:
     url: Secret | None = None
+    # "standalone" (redis://, rediss://, unix://), "cluster" (redis+cluster://host:port,...)
+    # or "sentinel" (redis+sentinel://host:port,.../service_name[/db]).
+    mode: str = "standalone"
     socket_timeout_seconds: float = 0.25
     connect_timeout_seconds: float = 0.25
     max_connections: int = 64
@@ -103,6 +106,9 @@ class CacheSettings:
     stale_if_error_seconds: int = 600
     # Cross-replica coalescing on a shared Redis: one replica calls Juspay per missed key.
     distributed_coalescing: bool = True
+    # With Redis: how long a fresh entry may also be answered from this process' memory
+    # (bounded by memory_max_entries/bytes, dropped on purges and webhooks; 0 turns it off).
+    memory_layer_ttl_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +198,7 @@ class Settings:
             },
             "redis": {
                 "url": redis_url,
-                "mode": "redis" if redis_url else "in-process",
+                "mode": self.redis.mode if redis_url else "in-process",
                 "socket_timeout_seconds": self.redis.socket_timeout_seconds,
                 "connect_timeout_seconds": self.redis.connect_timeout_seconds,
                 "max_connections": self.redis.max_connections,
@@ -204,6 +210,7 @@ class Settings:
                 "memory_max_bytes": self.cache.memory_max_bytes,
                 "stale_if_error_seconds": self.cache.stale_if_error_seconds,
                 "distributed_coalescing": self.cache.distributed_coalescing,
+                "memory_layer_ttl_seconds": self.cache.memory_layer_ttl_seconds,
             },
             "server": {
                 "host": self.server.host,
@@ -238,10 +245,13 @@ class Settings:
 
 def mask_url(url: str) -> str:
     """A URL with any password replaced by the mask."""
-    parsed = URL(url)
-    if parsed.password is None:
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    userinfo, at, hosts = authority.rpartition("@")
+    if not at or ":" not in userinfo:
         return url
-    return str(parsed.with_password(MASK))
+    user = userinfo.partition(":")[0]
+    return f"{scheme}{sep}{user}:{MASK}@{hosts}{slash}{path}"
 
 
 # --- the TOML file ----------------------------------------------------------------------------
@@ -285,6 +295,7 @@ class _CacheToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     memory_max_bytes: int | None = None
     stale_if_error_seconds: int | None = None
     distributed_coalescing: bool | None = None
+    memory_layer_ttl_seconds: float | None = None
 
 
 class _CircuitToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -596,6 +607,13 @@ def _cache_settings(toml: _CacheToml) -> CacheSettings:
         distributed_coalescing=_boolean(
             f"{name}.distributed_coalescing", toml.distributed_coalescing, True
         ),
+        memory_layer_ttl_seconds=_number(
+            f"{name}.memory_layer_ttl_seconds",
+            toml.memory_layer_ttl_seconds,
+            CacheSettings().memory_layer_ttl_seconds,
+            low=0.0,
+            high=3600.0,
+        ),
     )
 
 
@@ -621,21 +639,47 @@ def _circuit_settings(toml: _CircuitToml) -> CircuitSettings:
     )
 
 
+_REDIS_SCHEMES = {
+    "redis": "standalone",
+    "rediss": "standalone",
+    "unix": "standalone",
+    "redis+cluster": "cluster",
+    "rediss+cluster": "cluster",
+    "redis+sentinel": "sentinel",
+}
+
+
 def _redis_settings(env: Mapping[str, str], toml: _RedisToml) -> RedisSettings:
     redis_url_raw = env.get("REDIS_URL", "").strip()
     redis_url = None
+    mode = "standalone"
     if redis_url_raw:
-        try:
-            parsed = URL(redis_url_raw)
-        except (ValueError, TypeError):
-            raise SettingsError("REDIS_URL", "not a URL") from None
-        if parsed.scheme not in ("redis", "rediss", "unix"):
+        scheme = redis_url_raw.partition("://")[0].lower()
+        if scheme not in _REDIS_SCHEMES:
             raise SettingsError(
-                "REDIS_URL", "must start with redis://, rediss:// or unix:// (password masked)"
+                "REDIS_URL",
+                "must start with redis://, rediss://, unix://, redis+cluster:// or "
+                "redis+sentinel:// (password masked)",
             )
+        mode = _REDIS_SCHEMES[scheme]
+        if mode != "standalone":
+            from proxy.redis_client import parse_nodes  # noqa: PLC0415 - avoids an import cycle
+
+            try:
+                parts = parse_nodes(redis_url_raw)
+            except ValueError as exc:
+                raise SettingsError("REDIS_URL", str(exc)) from None
+            if mode == "sentinel" and not parts.path:
+                raise SettingsError("REDIS_URL", "redis+sentinel:// needs /service_name")
+        else:
+            try:
+                URL(redis_url_raw)
+            except (ValueError, TypeError):
+                raise SettingsError("REDIS_URL", "not a URL") from None
         redis_url = Secret(redis_url_raw, "env:REDIS_URL")
     return RedisSettings(
         url=redis_url,
+        mode=mode,
         socket_timeout_seconds=_number(
             "PROXY_CONFIG_FILE redis.socket_timeout_seconds",
             toml.socket_timeout_seconds,

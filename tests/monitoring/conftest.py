@@ -5,12 +5,25 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
+from aiohttp.test_utils import TestServer
+
+from proxy.simulator import SimulatorState
+from tests.conftest import ProxyFactory, make_settings
+from tests.monitoring.exposition import (
+    Series,
+    drive_every_label_set,
+    parse,
+    sample_names,
+    scrape,
+)
+from tests.support.processes import RedisProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "k8s" / "monitoring"
@@ -55,44 +68,37 @@ def rules() -> dict[str, Any]:
     return data
 
 
-# TEMPORARY: replaced by the live scrape fixture.
-# The lead provides `exported_metric_names` in tests/conftest.py from a /metrics
-# scrape of the running proxy. A fixture defined here overrides that one for the
-# tests in this directory, so DELETE everything from this comment to the end of
-# the file once tests/conftest.py has it. Until then the names below are the
-# metrics contract as written in the brief, expanded to the sample names
-# prometheus_client exposes.
-_CONTRACT_COUNTERS = (
-    "order_proxy_requests",
-    "order_proxy_upstream_requests",
-    "order_proxy_upstream_rejected",
-    "order_proxy_cache_lookups",
-    "order_proxy_cache_stores",
-    "order_proxy_policy_decisions",
-    "order_proxy_coalesced_requests",
-    "order_proxy_upstream_calls_saved",
-    "order_proxy_redis_errors",
-)
-_CONTRACT_HISTOGRAMS = (
-    "order_proxy_request_duration_seconds",
-    "order_proxy_upstream_request_duration_seconds",
-)
-_CONTRACT_GAUGES = (
-    "order_proxy_upstream_in_flight",
-    "order_proxy_circuit_state",
-    "order_proxy_in_flight_requests",
-    "order_proxy_redis_up",
-    "order_proxy_memory_cache_entries",
-    "order_proxy_memory_cache_bytes",
-    "order_proxy_build_info",
-)
+@pytest.fixture
+def own_redis() -> Iterator[RedisProcess]:
+    """A redis-server only this test uses, so the test may stop it."""
+    server = RedisProcess().start()
+    yield server
+    server.close()
 
 
-@pytest.fixture(scope="session")
-def exported_metric_names() -> set[str]:
-    """TEMPORARY: replaced by the live scrape fixture (see the comment above)."""
-    names = {f"{name}_total" for name in _CONTRACT_COUNTERS}
-    suffixes = ("_bucket", "_sum", "_count")
-    names |= {f"{name}{suffix}" for name in _CONTRACT_HISTOGRAMS for suffix in suffixes}
-    names |= set(_CONTRACT_GAUGES)
-    return names
+@pytest.fixture
+async def live_exposition(
+    make_proxy: ProxyFactory,
+    simulator: TestServer,
+    simulator_state: SimulatorState,
+    own_redis: RedisProcess,
+) -> str:
+    """A /metrics scrape of a real proxy after traffic that creates every series the
+    dashboard and the rules select: hits, misses, bypass, a 400, a 502 from an upstream 5xx,
+    Juspay's NOT_FOUND, and a Redis outage (cache="error", order_proxy_redis_errors_total)."""
+    proxy = await make_proxy(
+        settings=make_settings(simulator.make_url(""), redis_url=own_redis.url)
+    )
+    await drive_every_label_set(proxy, simulator_state, own_redis)
+    return await scrape(proxy)
+
+
+@pytest.fixture
+def live_series(live_exposition: str) -> Series:
+    return parse(live_exposition)
+
+
+@pytest.fixture
+def exported_metric_names(live_exposition: str) -> set[str]:
+    """Sample names (order_proxy_requests_total, ..._bucket, ...) of the live scrape."""
+    return sample_names(live_exposition)

@@ -1,15 +1,22 @@
 """The PromQL in dashboard.json and rules.yaml reads only what the proxy exports.
 
 Uses scripts/check_promql.py; the exported names come from the
-`exported_metric_names` fixture (a live scrape of the proxy).
+`exported_metric_names` fixture (a live scrape of the proxy after traffic that
+creates every series the queries select, see tests/monitoring/exposition.py).
 """
 
 from __future__ import annotations
 
+import re
 from types import ModuleType
 from typing import Any
 
 import pytest
+
+from tests.monitoring.exposition import Series, labelled
+
+# Labels Prometheus adds to every scraped series (target labels); the proxy never sets them.
+TARGET_LABELS = frozenset({"namespace", "pod", "job", "instance", "__name__"})
 
 
 def _all_exprs(node: Any) -> list[str]:
@@ -156,6 +163,41 @@ def test_rules_read_only_exported_or_recorded_metrics(
         check_promql.recorded_names(rules),
     )
     assert not problems, "\n".join(problems)
+
+
+def _matches(op: str, pattern: str, actual: str) -> bool:
+    # PromQL regex matchers are anchored at both ends; a missing label reads as "".
+    if op == "=":
+        return actual == pattern
+    if op == "!=":
+        return actual != pattern
+    found = re.fullmatch(pattern, actual) is not None
+    return found if op == "=~" else not found
+
+
+def test_every_selector_selects_a_series_of_the_live_scrape(
+    check_promql: ModuleType,
+    dashboard: dict[str, Any],
+    rules: dict[str, Any],
+    live_series: Series,
+) -> None:
+    """A panel or rule whose label matchers select nothing shows "No data" or never fires:
+    after the traffic of the live fixture, every selector must find at least one series."""
+    recorded = check_promql.recorded_names(rules)
+    queries = check_promql.dashboard_queries(dashboard) + check_promql.rule_queries(rules)
+    empty = []
+    for query in queries:
+        for selector in check_promql.analyse(check_promql.substitute(query.expr)).selectors:
+            if selector.name in recorded:
+                continue
+            matchers = [m for m in selector.matchers if m[0] not in TARGET_LABELS]
+            candidates = labelled(live_series, selector.name)
+            if not any(
+                all(_matches(op, pattern, labels.get(label, "")) for label, op, pattern in matchers)
+                for labels in candidates
+            ):
+                empty.append(f"{query.source}: {selector.name} {matchers} selects nothing")
+    assert not empty, "\n".join(empty)
 
 
 def test_no_expr_uses_an_order_id_label(
