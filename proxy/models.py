@@ -253,8 +253,12 @@ class ErrorBody(msgspec.Struct, kw_only=True):
     error_info: ErrorInfo
 
 
-class CachedEntry(msgspec.Struct, array_like=True, frozen=True):
-    """What the cache holds for one key: Juspay's bytes plus what is needed to answer."""
+class CachedEntry(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """What the cache holds for one key: Juspay's bytes plus what is needed to answer.
+
+    gc=False: it holds only bytes, strings and numbers (no cycles are possible), so the
+    garbage collector need not track tens of thousands of them.
+    """
 
     status_code: int
     body: bytes
