@@ -23,6 +23,7 @@ from proxy.keys import (
     OPENAPI,
     ORDER_SERVICE,
     SETTINGS,
+    WAITS,
     WEBHOOK_AUTH,
     Lifecycle,
 )
@@ -36,6 +37,7 @@ from proxy.secrets import Secret, SecretFile
 from proxy.settings import Settings
 from proxy.stores import MemoryStore, RedisStore
 from proxy.upstream import Credentials, JuspayClient, build_session, close_session
+from proxy.waits import WaitRegistry
 
 log = structlog.get_logger("proxy.app")
 
@@ -79,6 +81,7 @@ def create_app(
 
     app.router.add_get("/orders/{order_id:[\\s\\S]*}", handlers.get_order, name="order")
     app.router.add_get("/order/status", handlers.get_order_status, name="order_status")
+    app.router.add_post("/orders:batchGet", handlers.batch_get, name="batch")
     app.router.add_delete("/cache/orders/{order_id}", handlers.purge_order, name="purge")
     app.router.add_post("/webhooks/juspay", webhooks.juspay_webhook, name="webhook")
     app.router.add_get("/healthz", health.healthz, name="healthz")
@@ -119,7 +122,9 @@ def _resources(
         )
         if redis_client is not None:
             timeout = settings.redis.socket_timeout_seconds
-            store = RedisStore(redis_client, decoders, timeout=timeout)
+            store = RedisStore(
+                redis_client, decoders, timeout=timeout, on_batch=metrics.redis_batch
+            )
             bus = EventBus(
                 redis_client, f"{settings.redis.key_prefix}:events", metrics, timeout=timeout
             )
@@ -154,11 +159,20 @@ def _resources(
         )
         service = OrderService(cache, client, settings, metrics, replicas=replicas, bus=bus)
         app[ORDER_SERVICE] = service
+        waits = WaitRegistry(
+            service,
+            metrics,
+            settings.wait,
+            store=store if isinstance(store, RedisStore) else None,
+            bus=bus,
+        )
+        app[WAITS] = waits
         app[LIFECYCLE].ready = True
         try:
             yield
         finally:
             app[LIFECYCLE].ready = False
+            await waits.close()
             await service.close()
             if bus is not None:
                 await bus.close()

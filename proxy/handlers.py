@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 
+import msgspec
 from aiohttp import web
 
 from proxy import validation
-from proxy.errors import BadRequest, Forbidden
-from proxy.keys import CLIENT, METRICS, ORDER_SERVICE, RECORD, SETTINGS
+from proxy.errors import BadRequest, Forbidden, ProxyError, error_body
+from proxy.keys import CLIENT, METRICS, ORDER_SERVICE, RECORD, SETTINGS, WAITS
 from proxy.orders import CacheResult, OrderAnswer, OrderQuery
+from proxy.waits import is_settled
 
 FULL_GATEWAY_RESPONSE = "options.add_full_gateway_response"
 
@@ -58,10 +62,14 @@ def select_merchant(request: web.Request) -> str:
 
 def parse_order_query(request: web.Request, raw_order_id: str | None) -> OrderQuery:
     """Everything the caller may say about an order read, validated; the rest is ignored."""
-    settings = request.app[SETTINGS]
     order_id = validation.order_id(raw_order_id)
     request[RECORD].order_id = order_id
+    return read_options(request, order_id)
 
+
+def read_options(request: web.Request, order_id: str) -> OrderQuery:
+    """Merchant, version, routing id and options of a read, from headers and query."""
+    settings = request.app[SETTINGS]
     merchant_id = select_merchant(request)
 
     version_header = _header(request, "version")
@@ -101,7 +109,9 @@ def _etag_matches(request: web.Request, etag: str) -> bool:
     return "*" in candidates or etag in candidates
 
 
-def order_response(request: web.Request, answer: OrderAnswer) -> web.Response:
+def order_response(
+    request: web.Request, answer: OrderAnswer, extra: dict[str, str] | None = None
+) -> web.Response:
     entry = answer.entry
     record = request[RECORD]
     record.cache = answer.cache.value
@@ -119,21 +129,43 @@ def order_response(request: web.Request, answer: OrderAnswer) -> web.Response:
     }
     if answer.age is not None:
         headers["Age"] = str(answer.age)
+    if extra:
+        headers.update(extra)
     if entry.status_code == 200 and _etag_matches(request, entry.etag):
         return web.Response(status=304, headers=headers)
     headers["Content-Type"] = entry.content_type
     return web.Response(status=entry.status_code, body=entry.body, headers=headers)
 
 
+def _wait_seconds(request: web.Request) -> float | None:
+    raw = _single(request, "wait")
+    if raw is None:
+        return None
+    limit = request.app[WAITS].settings.max_wait_seconds
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= limit:  # also refuses nan and inf
+        raise BadRequest(f"wait must be a number of seconds above 0 and at most {limit:g}")
+    return seconds
+
+
 async def get_order(request: web.Request) -> web.Response:
-    """GET /orders/{order_id} — Juspay's order-status path."""
+    """GET /orders/{order_id}[?wait=N] — Juspay's order-status path."""
     raw_id = request.match_info["order_id"]
     query_id = _single(request, "order_id")
     if query_id is not None and query_id != raw_id:
         raise BadRequest("order_id in the query differs from the one in the path")
     query = parse_order_query(request, raw_id)
+    wait = _wait_seconds(request)
     answer = await request.app[ORDER_SERVICE].get(query, _recorder(request))
-    return order_response(request, answer)
+    if wait is None:
+        return order_response(request, answer)
+    if is_settled(answer):
+        return order_response(request, answer, {"X-Wait": "final"})
+    answer, settled = await request.app[WAITS].wait(query, answer, wait)
+    return order_response(request, answer, {"X-Wait": "final" if settled else "timeout"})
 
 
 async def get_order_status(request: web.Request) -> web.Response:
@@ -155,3 +187,63 @@ async def purge_order(request: web.Request) -> web.Response:
     return web.json_response(
         {"status": "purged", "merchant_id": merchant_id, "order_id": order_id, "entries": removed}
     )
+
+
+MAX_BATCH = 100
+
+
+class _BatchRequest(msgspec.Struct, forbid_unknown_fields=True):
+    order_ids: list[str]
+
+
+_batch_decoder = msgspec.json.Decoder(_BatchRequest)
+_encode = msgspec.json.encode
+
+
+def _batch_item(order_id: str, status: int, cache: str | None, body: bytes) -> bytes:
+    """One result, with Juspay's body spliced in as it is (no re-encoding)."""
+    try:
+        msgspec.json.decode(body)  # 4xx bodies passed through from Juspay may not be JSON
+    except msgspec.DecodeError:
+        body = _encode(body.decode("utf-8", "replace"))
+    return (
+        b'{"order_id":'
+        + _encode(order_id)
+        + b',"http_status":'
+        + str(status).encode()
+        + b',"cache":'
+        + _encode(cache)
+        + b',"body":'
+        + body
+        + b"}"
+    )
+
+
+async def batch_get(request: web.Request) -> web.Response:
+    """POST /orders:batchGet {"order_ids": [...]} — many orders, answered item by item."""
+    try:
+        wanted = _batch_decoder.decode(await request.read())
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise BadRequest(f'the body must be {{"order_ids": [...]}}: {exc}') from None
+    if not 1 <= len(wanted.order_ids) <= MAX_BATCH:
+        raise BadRequest(f"order_ids must hold 1 to {MAX_BATCH} ids")
+    request.app[METRICS].batch_size.observe(len(wanted.order_ids))
+    template = read_options(request, "")  # merchant, version and options, once
+    service = request.app[ORDER_SERVICE]
+
+    async def one(raw_id: str) -> bytes:
+        try:
+            order_id = validation.order_id(raw_id)
+            answer = await service.get(replace(template, order_id=order_id))
+        except ProxyError as err:
+            return _batch_item(raw_id[:80], err.status, None, error_body(err))
+        entry = answer.entry
+        return _batch_item(order_id, entry.status_code, answer.cache.header, entry.body)
+
+    # Issued together, the cache lookups travel to Redis in one round trip, and misses are
+    # fetched concurrently (bulkheaded and coalesced like single reads).
+    unique = list(dict.fromkeys(wanted.order_ids))
+    items = dict(zip(unique, await asyncio.gather(*(one(i) for i in unique)), strict=True))
+    body = b'{"orders":[' + b",".join(items[i] for i in wanted.order_ids) + b"]}"
+    request[RECORD].cache = "bypass"
+    return web.Response(body=body, content_type="application/json")

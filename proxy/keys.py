@@ -10,6 +10,7 @@ from proxy.auth_types import WebhookCheck
 from proxy.metrics import Metrics
 from proxy.orders import OrderService
 from proxy.settings import ClientSettings, Settings
+from proxy.waits import WaitRegistry
 
 
 @dataclass(slots=True)
@@ -45,3 +46,4 @@ RECORD = web.RequestKey("record", RequestRecord)
 CLIENT = web.RequestKey("client", ClientSettings)
 WEBHOOK_AUTH = web.AppKey("webhook_auth", WebhookCheck)
 OPENAPI = web.AppKey("openapi", bytes)
+WAITS = web.AppKey("waits", WaitRegistry)

@@ -145,6 +145,16 @@ class Metrics:
             ["operation"],
             registry=r,
         )
+        self.redis_round_trips = Counter(
+            "order_proxy_redis_round_trips",
+            "Round trips to Redis (each carries one auto-pipelined batch of commands).",
+            registry=r,
+        )
+        self.redis_commands = Counter(
+            "order_proxy_redis_commands",
+            "Commands sent to Redis.",
+            registry=r,
+        )
         self.redis_up = Gauge(
             "order_proxy_redis_up",
             "1 when the last Redis operation succeeded, 0 when it failed.",
@@ -178,6 +188,39 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.waiters = Gauge(
+            "order_proxy_waiters",
+            "Callers waiting (?wait=) for an order to become final.",
+            registry=r,
+        )
+        self.wait_results = Counter(
+            "order_proxy_wait_results",
+            "How waits ended: final, timeout, or shed (too many waiters).",
+            ["result"],
+            registry=r,
+        )
+        self.wait_wakeups = Counter(
+            "order_proxy_wait_wakeups",
+            "Watches that saw their order settle, by what told them: poll, webhook, peer.",
+            ["cause"],
+            registry=r,
+        )
+        self.wait_polls = Counter(
+            "order_proxy_wait_polls",
+            "Upstream polls made on behalf of waiting callers.",
+            registry=r,
+        )
+        self.wait_polls_saved = Counter(
+            "order_proxy_wait_polls_saved",
+            "Waiters served by a polling schedule they did not have to run themselves.",
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "order_proxy_batch_size",
+            "Order ids per batchGet request.",
+            buckets=(1, 2, 5, 10, 20, 50, 100),
+            registry=r,
+        )
         self.build_info = Gauge(
             "order_proxy_build_info",
             "Always 1; the version label tells which build is running.",
@@ -197,6 +240,10 @@ class Metrics:
         for route in ("order", "order_status"):
             for cache in ("hit", "miss"):
                 self.requests.labels(route=route, code="200", cache=cache)
+
+    def redis_batch(self, size: int) -> None:
+        self.redis_round_trips.inc()
+        self.redis_commands.inc(size)
 
     def observe_request(self, route: str, code: int, cache: str, duration: float) -> None:
         """Count and time one caller-facing request (label children looked up once)."""

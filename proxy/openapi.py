@@ -83,8 +83,60 @@ def build_openapi() -> dict[str, Any]:
                             "in": "query",
                             "schema": {"type": "string", "enum": ["true", "false"]},
                         },
+                        {
+                            "name": "wait",
+                            "in": "query",
+                            "description": "Hold the answer up to this many seconds until the "
+                            "order leaves the in-progress statuses (X-Wait: final | timeout)",
+                            "schema": {
+                                "type": "number",
+                                "exclusiveMinimum": True,
+                                "minimum": 0,
+                                "maximum": 30,
+                            },
+                        },
                     ],
                     "responses": {**_ORDER_OK, **_ORDER_ERRORS},
+                }
+            },
+            "/orders:batchGet": {
+                "post": {
+                    "operationId": "batchGetOrders",
+                    "summary": "Many orders in one call, answered item by item",
+                    "parameters": _ORDER_HEADERS,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["order_ids"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "order_ids": {
+                                            "type": "array",
+                                            "minItems": 1,
+                                            "maxItems": 100,
+                                            "items": {"type": "string"},
+                                        }
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "One item per requested id, in order",
+                            "headers": _REQUEST_ID,
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/BatchResult"}
+                                }
+                            },
+                        },
+                        **{k: v for k, v in _ORDER_ERRORS.items() if k != "502"},
+                        "413": _error("Body too large"),
+                    },
                 }
             },
             "/order/status": {
@@ -278,6 +330,29 @@ def build_openapi() -> dict[str, Any]:
                             "type": "object",
                             "properties": {"order": {"$ref": "#/components/schemas/Order"}},
                         },
+                    },
+                },
+                "BatchResult": {
+                    "type": "object",
+                    "required": ["orders"],
+                    "properties": {
+                        "orders": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["order_id", "http_status", "cache", "body"],
+                                "properties": {
+                                    "order_id": {"type": "string"},
+                                    "http_status": {"type": "integer"},
+                                    "cache": {
+                                        "type": "string",
+                                        "nullable": True,
+                                        "enum": ["HIT", "MISS", "BYPASS", "STALE", None],
+                                    },
+                                    "body": {},
+                                },
+                            },
+                        }
                     },
                 },
                 "WebhookResult": {

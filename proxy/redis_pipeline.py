@@ -9,7 +9,7 @@ batch is a single command, so nothing is lost. One deadline covers the whole bat
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -29,9 +29,15 @@ class RedisCommandError(Exception):
 
 class AutoPipeline:
     def __init__(
-        self, client: Redis | RedisCluster, *, timeout: float, max_batch: int = 512
+        self,
+        client: Redis | RedisCluster,
+        *,
+        timeout: float,
+        max_batch: int = 512,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self._client = client
+        self._on_batch = on_batch
         self._timeout = timeout
         self._max_batch = max_batch
         self._pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
@@ -57,15 +63,11 @@ class AutoPipeline:
             task.add_done_callback(self._tasks.discard)
 
     async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+        if self._on_batch is not None:
+            self._on_batch(len(batch))
         try:
             async with asyncio.timeout(self._timeout):
-                if len(batch) == 1:
-                    results: list[Any] = [await self._client.execute_command(*batch[0][0])]
-                else:
-                    pipe = self._client.pipeline(transaction=False)
-                    for args, _ in batch:
-                        pipe.execute_command(*args)
-                    results = await pipe.execute(raise_on_error=False)
+                results = await self._execute(batch)
         except REDIS_ERRORS as exc:
             error = RedisCommandError(type(exc).__name__)
             for _, future in batch:
@@ -76,16 +78,29 @@ class AutoPipeline:
             for _, future in batch:
                 future.cancel()
             raise
-        for (_, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue  # the caller went away
-            if isinstance(result, Exception):
-                future.set_exception(RedisCommandError(type(result).__name__))
-            else:
-                future.set_result(result)
+        _deliver(batch, results)
+
+    async def _execute(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> list[Any]:
+        if len(batch) == 1:
+            return [await self._client.execute_command(*batch[0][0])]
+        pipe = self._client.pipeline(transaction=False)
+        for args, _ in batch:
+            pipe.execute_command(*args)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        return results
 
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _deliver(batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]], results: list[Any]) -> None:
+    for (_, future), result in zip(batch, results, strict=True):
+        if future.done():
+            continue  # the caller went away
+        if isinstance(result, Exception):
+            future.set_exception(RedisCommandError(type(result).__name__))
+        else:
+            future.set_result(result)

@@ -124,6 +124,17 @@ class ServerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitSettings:
+    """`?wait=` on order reads: bounds and the shared polling schedule."""
+
+    max_wait_seconds: float = 30.0
+    max_waiters: int = 1000
+    poll_initial_seconds: float = 1.0
+    poll_max_seconds: float = 5.0
+    poll_factor: float = 1.5
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookSettings:
     username: str
     password: Secret
@@ -154,6 +165,7 @@ class Settings:
     allow_anonymous: bool = False
     # How often secret files (API keys, webhook password) are checked for rotation.
     secret_refresh_seconds: float = 1.0
+    wait: WaitSettings = field(default_factory=WaitSettings)
 
     def merchant(self, merchant_id: str) -> MerchantSettings | None:
         for merchant in self.merchants:
@@ -240,6 +252,12 @@ class Settings:
                 ],
             },
             "secret_refresh_seconds": self.secret_refresh_seconds,
+            "wait": {
+                "max_wait_seconds": self.wait.max_wait_seconds,
+                "max_waiters": self.wait.max_waiters,
+                "poll_initial_seconds": self.wait.poll_initial_seconds,
+                "poll_max_seconds": self.wait.poll_max_seconds,
+            },
         }
 
 
@@ -306,6 +324,13 @@ class _CircuitToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     open_seconds: float | None = None
 
 
+class _WaitToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    max_wait_seconds: float | None = None
+    max_waiters: int | None = None
+    poll_initial_seconds: float | None = None
+    poll_max_seconds: float | None = None
+
+
 class _ServerToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     drain_seconds: float | None = None
     shutdown_delay_seconds: float | None = None
@@ -330,6 +355,7 @@ class _ConfigToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     cache: _CacheToml = msgspec.field(default_factory=_CacheToml)
     server: _ServerToml = msgspec.field(default_factory=_ServerToml)
     circuit: _CircuitToml = msgspec.field(default_factory=_CircuitToml)
+    wait: _WaitToml = msgspec.field(default_factory=_WaitToml)
 
 
 def _read_toml(path: Path) -> _ConfigToml:
@@ -617,6 +643,34 @@ def _cache_settings(toml: _CacheToml) -> CacheSettings:
     )
 
 
+def _wait_settings(toml: _WaitToml) -> WaitSettings:
+    name = "PROXY_CONFIG_FILE wait"
+    d = WaitSettings()
+    initial = _number(
+        f"{name}.poll_initial_seconds",
+        toml.poll_initial_seconds,
+        d.poll_initial_seconds,
+        low=0.05,
+        high=60.0,
+    )
+    return WaitSettings(
+        max_wait_seconds=_number(
+            f"{name}.max_wait_seconds", toml.max_wait_seconds, d.max_wait_seconds, low=1, high=60
+        ),
+        max_waiters=_integer(
+            f"{name}.max_waiters", toml.max_waiters, d.max_waiters, low=1, high=100_000
+        ),
+        poll_initial_seconds=initial,
+        poll_max_seconds=_number(
+            f"{name}.poll_max_seconds",
+            toml.poll_max_seconds,
+            max(d.poll_max_seconds, initial),
+            low=initial,
+            high=60.0,
+        ),
+    )
+
+
 def _circuit_settings(toml: _CircuitToml) -> CircuitSettings:
     name = "PROXY_CONFIG_FILE circuit"
     d = CircuitSettings()
@@ -855,6 +909,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         )
 
     return Settings(
+        wait=_wait_settings(toml.wait),
         clients=clients,
         allow_anonymous=allow_anonymous,
         secret_refresh_seconds=_number(

@@ -189,6 +189,15 @@ if current and tonumber(current) >= tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 """
+# Hold (take or extend) a lease. KEYS[1] lease key; ARGV: token, ttl ms. 1 if ours now.
+_HOLD_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"""
 # Release a lock only if we still hold it. KEYS[1] lock key; ARGV[1] token.
 _UNLOCK_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -201,9 +210,16 @@ class RedisStore:
 
     layer = "redis"
 
-    def __init__(self, client: Redis | RedisCluster, decoders: Decoders, *, timeout: float) -> None:
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        decoders: Decoders,
+        *,
+        timeout: float,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
         self._client = client
-        self._pipe = AutoPipeline(client, timeout=timeout)
+        self._pipe = AutoPipeline(client, timeout=timeout, on_batch=on_batch)
         self._decode = decoders.entry.decode
         self._encode = decoders.entry_encoder.encode
 
@@ -245,6 +261,9 @@ class RedisStore:
 
     async def try_lock(self, key: str, token: str, ttl_ms: int) -> bool:
         return bool(await self._call("SET", key, token, "NX", "PX", ttl_ms))
+
+    async def hold(self, key: str, token: str, ttl_ms: int) -> bool:
+        return bool(await self._script(_HOLD_SCRIPT, [key], token, ttl_ms))
 
     async def unlock(self, key: str, token: str) -> None:
         await self._script(_UNLOCK_SCRIPT, [key], token)

@@ -219,3 +219,39 @@ async def test_faults_under_traffic_never_500_never_stale_status_and_recover(
         assert seen[("500s", 502)] + seen[("500s", 503)] + seen[("500s", 200)] > 0
     finally:
         proxy.stop()
+
+
+async def test_a_hundred_waiters_on_two_proxies_share_one_polling_schedule(
+    sim: ServiceProcess, redis_proc: RedisProcess, http: aiohttp.ClientSession
+) -> None:
+    a = proxy_process(proxy_env(sim, redis_proc, LOG_LEVEL="info")).start()
+    b = proxy_process(proxy_env(sim, redis_proc, LOG_LEVEL="info")).start()
+    try:
+        change_after = 3.0
+        await control(
+            http,
+            sim,
+            "orders",
+            order_id="WAIT-100",
+            statuses=["PENDING_VBV", "CHARGED"],
+            after_seconds=change_after,
+        )
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+
+        async def waiter(proxy: ServiceProcess) -> tuple[int, str, str, float]:
+            async with http.get(f"{proxy.url}/orders/WAIT-100?wait=20") as resp:
+                body = await resp.json()
+                return resp.status, resp.headers["X-Wait"], body["status"], loop.time() - started
+
+        results = await asyncio.gather(*(waiter(p) for p in (a, b) for _ in range(50)))
+        assert {r[:3] for r in results} == {(200, "final", "CHARGED")}
+        latest = max(r[3] for r in results)
+        # Everyone answers within one polling interval (at most 5 s) of the change.
+        assert change_after <= latest <= change_after + 5.0 + 1.0
+        calls = (await control(http, sim, "stats"))["calls"]["WAIT-100"]
+        # Callers polling Juspay themselves every second would have made ~300 calls.
+        assert calls <= 12, calls
+    finally:
+        a.stop()
+        b.stop()

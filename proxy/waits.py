@@ -1,0 +1,194 @@
+"""Waiting until an order is final: one polling schedule per order, however many waiters.
+
+Callers poll payments until they settle (Juspay tells them to keep polling PENDING_VBV and
+AUTHORIZING). With `?wait=N` they hand that job to the proxy: all waiters for one order key
+in this process share one watch, and the watches of all replicas share one polling schedule
+(a short Redis lease decides who polls; the others listen). Polls back off between attempts
+and go through the normal read path, so they are coalesced, cached and bulkheaded like any
+other read. A webhook for the order, or a peer replica seeing it settle, wakes every waiter
+at once. A caller that goes away only removes itself; the watch ends with its last waiter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+
+import structlog
+
+from proxy.bus import EventBus
+from proxy.errors import Overloaded, ProxyError
+from proxy.metrics import Metrics
+from proxy.orders import INVALIDATED, OrderAnswer, OrderQuery, OrderService
+from proxy.policy import StatusClass
+from proxy.settings import WaitSettings
+from proxy.stores import CacheUnavailable, RedisStore
+
+log = structlog.get_logger("proxy.waits")
+
+# Bus event: a replica saw this order (its key base) settle.
+SETTLED = "settled"
+# Statuses a waiter keeps waiting through; anything else ends the wait.
+_MOVING = frozenset({StatusClass.IN_PROGRESS.value, StatusClass.UNKNOWN.value})
+
+
+def is_settled(answer: OrderAnswer) -> bool:
+    return answer.entry.status_class not in _MOVING
+
+
+@dataclass(eq=False)
+class _Watch:
+    key: str
+    base: str
+    query: OrderQuery
+    latest: OrderAnswer
+    waiters: int = 0
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    wake_cause: str = ""
+    settled: asyncio.Future[OrderAnswer] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    task: asyncio.Task[None] | None = None
+
+
+class WaitRegistry:
+    def __init__(
+        self,
+        service: OrderService,
+        metrics: Metrics,
+        settings: WaitSettings,
+        *,
+        store: RedisStore | None = None,
+        bus: EventBus | None = None,
+    ) -> None:
+        self._service = service
+        self._metrics = metrics
+        self._settings = settings
+        self._store = store
+        self._bus = bus
+        self._watches: dict[str, _Watch] = {}
+        self._by_base: dict[str, set[_Watch]] = defaultdict(set)
+        self._waiters = 0
+        self._token = uuid.uuid4().hex
+        metrics.waiters.set_function(lambda: self._waiters)
+        if bus is not None:
+            bus.listen(INVALIDATED, lambda base: self._wake(base, "webhook"))
+            bus.listen(SETTLED, lambda base: self._wake(base, "peer"))
+
+    @property
+    def settings(self) -> WaitSettings:
+        return self._settings
+
+    @property
+    def waiting(self) -> int:
+        """Callers waiting now."""
+        return self._waiters
+
+    @property
+    def watching(self) -> int:
+        """Orders with a polling schedule in this process now."""
+        return len(self._watches)
+
+    def _wake(self, base: str, cause: str) -> None:
+        for watch in self._by_base.get(base, ()):
+            if not watch.wake.is_set():
+                watch.wake_cause = cause
+                watch.wake.set()
+
+    async def wait(
+        self, query: OrderQuery, first: OrderAnswer, seconds: float
+    ) -> tuple[OrderAnswer, bool]:
+        """The answer once the order settles, or the latest one when `seconds` pass."""
+        if self._waiters >= self._settings.max_waiters:
+            self._metrics.wait_results.labels(result="shed").inc()
+            raise Overloaded("too many callers are waiting for orders", retry_after=1)
+        key = self._service.key(query)
+        watch = self._watches.get(key)
+        if watch is None:
+            watch = _Watch(key, self._service.base(query.merchant_id, query.order_id), query, first)
+            self._watches[key] = watch
+            self._by_base[watch.base].add(watch)
+            watch.task = asyncio.create_task(self._run(watch), name=f"watch:{query.order_id}")
+        else:
+            self._metrics.wait_polls_saved.inc()  # joined a schedule someone else started
+        watch.waiters += 1
+        self._waiters += 1
+        try:
+            answer = await asyncio.wait_for(asyncio.shield(watch.settled), timeout=seconds)
+        except TimeoutError:
+            self._metrics.wait_results.labels(result="timeout").inc()
+            return watch.latest, False
+        finally:
+            watch.waiters -= 1
+            self._waiters -= 1
+            if watch.waiters == 0:
+                self._end(watch)
+        self._metrics.wait_results.labels(result="final").inc()
+        return answer, True
+
+    def _end(self, watch: _Watch) -> None:
+        if self._watches.get(watch.key) is watch:
+            del self._watches[watch.key]
+        watches = self._by_base.get(watch.base)
+        if watches is not None:
+            watches.discard(watch)
+            if not watches:
+                del self._by_base[watch.base]
+        if watch.task is not None and not watch.task.done():
+            watch.task.cancel()
+
+    async def _run(self, watch: _Watch) -> None:
+        s = self._settings
+        delay = s.poll_initial_seconds
+        poll_query = replace(watch.query, no_cache=True)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(watch.wake.wait(), timeout=delay)
+            if watch.wake.is_set():
+                cause = watch.wake_cause or "webhook"
+                watch.wake.clear()
+                query = watch.query  # someone refreshed or settled it: read, maybe a hit
+            elif await self._may_poll(watch):
+                cause = "poll"
+                query = poll_query
+                self._metrics.wait_polls.inc()
+            else:
+                delay = min(delay * s.poll_factor, s.poll_max_seconds)
+                continue  # another replica polls this order; listen for its news
+            try:
+                answer = await self._service.get(query)
+            except ProxyError as exc:
+                log.info("wait_poll_failed", order_id=watch.query.order_id, error=exc.error_code)
+                delay = min(delay * s.poll_factor, s.poll_max_seconds)
+                continue
+            watch.latest = answer
+            if is_settled(answer):
+                self._metrics.wait_wakeups.labels(cause=cause).inc()
+                # Everyone waiting on this watch gets this one answer.
+                self._metrics.wait_polls_saved.inc(max(0, watch.waiters - 1))
+                if not watch.settled.done():
+                    watch.settled.set_result(answer)
+                if cause == "poll" and self._bus is not None:
+                    await self._bus.publish(SETTLED, watch.base)
+                return
+            delay = min(delay * s.poll_factor, s.poll_max_seconds)
+
+    async def _may_poll(self, watch: _Watch) -> bool:
+        """Whether this replica holds the order's polling lease (always, without Redis)."""
+        if self._store is None:
+            return True
+        lease_ms = int(self._settings.poll_max_seconds * 2 * 1000)
+        try:
+            return await self._store.hold(f"{watch.key}:poll", self._token, lease_ms)
+        except CacheUnavailable:
+            return True  # fail open: poll ourselves rather than leave waiters hanging
+
+    async def close(self) -> None:
+        tasks = [w.task for w in self._watches.values() if w.task is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
