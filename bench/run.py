@@ -70,6 +70,7 @@ from bench.harness import (
     status_kib,
     wait_ready,
 )
+from bench.waiters import direct_polling_calls, wait_all
 from proxy.simulator import SimulatorState
 
 RESULTS = BENCH / "results"
@@ -529,6 +530,42 @@ def scenario_burst_redis(env: Env) -> dict[str, Any]:
     return _burst(env, BURST_ORDER_REDIS, redis=True)
 
 
+WAIT_ORDER = "BENCH-WAIT"
+WAITERS = 100
+SETTLE_AFTER = 5.0
+
+
+def scenario_waiters(env: Env) -> dict[str, Any]:
+    """100 waiters on two proxy replicas sharing Redis, for one order that settles in 5 s."""
+    if env.redis is None:
+        raise BenchError("redis-server is not installed")
+    replicas = [start_proxy(env, f"proxy-wait-{i}", redis=True) for i in range(2)]
+    try:
+        scripted = {
+            "order_id": WAIT_ORDER,
+            "statuses": ["PENDING_VBV", "CHARGED"],
+            "after_seconds": SETTLE_AFTER,
+        }
+        if request(env.sim_port, "/__sim/orders", method="POST", json_body=scripted).status != 200:
+            raise BenchError("simulator refused the scripted order")
+        before, _ = sim_calls(env.sim_port, WAIT_ORDER)
+        outcome = asyncio.run(
+            wait_all([port for _, port in replicas], f"/orders/{WAIT_ORDER}?wait=30", WAITERS)
+        )
+        after, _ = sim_calls(env.sim_port, WAIT_ORDER)
+        outcome.update(
+            waiters=WAITERS,
+            replicas=len(replicas),
+            settle_after_seconds=SETTLE_AFTER,
+            upstream_calls=after - before,
+            direct_polling_calls=direct_polling_calls(WAITERS, SETTLE_AFTER),
+        )
+        return outcome
+    finally:
+        for proc, _ in replicas:
+            env.procs.stop(proc)
+
+
 _METRIC_LINE = re.compile(r"^(order_proxy_memory_cache_(?:bytes|entries)) ([0-9.e+]+)$", re.M)
 
 
@@ -624,6 +661,7 @@ SCENARIOS: dict[str, tuple[str, Callable[[Env], dict[str, Any]]]] = {
     "burst_memory": ("proxy: burst, 1 uncached order (in-proc)", scenario_burst_memory),
     "burst_redis": ("proxy: burst, 1 uncached order (Redis)", scenario_burst_redis),
     "memory": ("proxy: 100k orders in-process, 64 MiB", scenario_memory),
+    "waiters": ("proxy: 100 waiters, 2 replicas, settles at 5s", scenario_waiters),
     "decode": ("decode: msgspec status view vs json", scenario_decode),
 }
 
@@ -712,6 +750,21 @@ def _memory_row(data: dict[str, Any]) -> list[str]:
     ]
 
 
+def _waiters_row(data: dict[str, Any]) -> list[str]:
+    calls, direct = data["upstream_calls"], data["direct_polling_calls"]
+    ok = data["answers"] == ["200 final CHARGED"] and calls < direct
+    return [
+        "-",
+        "-",
+        f"{data['last_answer_seconds'] * 1000:.0f}",
+        "-",
+        f"{calls} upstream calls vs {direct} polling directly "
+        f"({direct / max(calls, 1):.0f}x fewer)",
+        "far fewer than 1/waiter/s",
+        "PASS" if ok else "FALL SHORT",
+    ]
+
+
 def _decode_row(data: dict[str, Any]) -> list[str]:
     view = data["msgspec_status_view"]["median_ns"]
     loads = data["json_loads"]["median_ns"]
@@ -733,6 +786,8 @@ def build_rows(results: dict[str, Any], cfg: Config) -> list[list[str]]:
             cells = _burst_row(data, cfg)
         elif key == "memory":
             cells = _memory_row(data)
+        elif key == "waiters":
+            cells = _waiters_row(data)
         else:
             cells = _decode_row(data)
         rows.append([label, *cells])
