@@ -53,14 +53,14 @@ class ReplicaCoalescer:
     ) -> T | CachedEntry:
         """The leader's fetched result, or (on a follower) the leader's shared entry."""
         token = uuid.uuid4().hex
-        lock_key, answer_key = f"{key}:lock", f"{key}:answer"
+        lock_key, answer_key, followers_key = f"{key}:lock", f"{key}:answer", f"{key}:followers"
         try:
             leader = await self._store.try_lock(lock_key, token, self._lock_ms)
         except CacheUnavailable:
             self._metrics.redis_errors.labels(operation="lock").inc()
             return await fetch()  # fail open: behave as if alone
         if not leader:
-            shared = await self._follow(key, answer_key)
+            shared = await self._follow(key, answer_key, followers_key)
             if shared is not None:
                 self._metrics.coalesced.inc()
                 self._metrics.calls_saved.inc()
@@ -76,6 +76,7 @@ class ReplicaCoalescer:
             await self._store.share(
                 answer_key=answer_key,
                 lock_key=lock_key,
+                followers_key=followers_key,
                 entry=entry_of(result),
                 ttl_ms=self._answer_ms,
                 token=token,
@@ -93,10 +94,18 @@ class ReplicaCoalescer:
             self._metrics.redis_errors.labels(operation="lock").inc()
         await self._bus.publish(ANSWER_FAILED, key)
 
-    async def _follow(self, key: str, answer_key: str) -> CachedEntry | None:
+    async def _follow(self, key: str, answer_key: str, followers_key: str) -> CachedEntry | None:
         waiter = self._bus.waiter(key)
         try:
-            # The leader may have finished between our lock attempt and the subscription.
+            # Tell the leader someone waits (it shares its answer only then), then look: the
+            # leader may have finished between our lock attempt and the flag. Redis runs the
+            # leader's share script atomically, so either it saw the flag or the answer is
+            # already there for this read.
+            try:
+                await self._store.flag(followers_key, self._lock_ms)
+            except CacheUnavailable:
+                self._metrics.redis_errors.labels(operation="lock").inc()
+                return None
             shared = await self._read(answer_key)
             if shared is not None:
                 return shared

@@ -158,12 +158,16 @@ class MemoryStore:
         return True
 
 
-# Publish the leader's answer for followers on other replicas and release the lock, in one
-# round trip: KEYS[1] answer key, KEYS[2] lock key; ARGV: answer, ttl ms, token, channel, message.
+# The leader's answer for followers on other replicas, and the lock released, in one round trip.
+# The answer is shared (and announced) only if a follower said it is waiting, so an
+# uncontended miss costs no pub/sub traffic. KEYS: answer, lock, followers flag;
+# ARGV: answer, ttl ms, token, channel, message.
 _SHARE_SCRIPT = """
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  redis.call('PUBLISH', ARGV[4], ARGV[5])
+end
 if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
-redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 """
 # Store an entry and remember it in the order's variant index (for purges), one round trip.
@@ -262,6 +266,9 @@ class RedisStore:
     async def try_lock(self, key: str, token: str, ttl_ms: int) -> bool:
         return bool(await self._call("SET", key, token, "NX", "PX", ttl_ms))
 
+    async def flag(self, key: str, ttl_ms: int) -> None:
+        await self._call("SET", key, b"1", "PX", ttl_ms)
+
     async def hold(self, key: str, token: str, ttl_ms: int) -> bool:
         return bool(await self._script(_HOLD_SCRIPT, [key], token, ttl_ms))
 
@@ -273,6 +280,7 @@ class RedisStore:
         *,
         answer_key: str,
         lock_key: str,
+        followers_key: str,
         entry: CachedEntry,
         ttl_ms: int,
         token: str,
@@ -281,7 +289,7 @@ class RedisStore:
     ) -> None:
         await self._script(
             _SHARE_SCRIPT,
-            [answer_key, lock_key],
+            [answer_key, lock_key, followers_key],
             self._encode(entry),
             ttl_ms,
             token,
