@@ -46,6 +46,7 @@ UPSTREAM_OUTCOMES = (
     "connection_error",
     "bad_body",
 )
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100)
 EXPOSITION_CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
@@ -218,7 +219,7 @@ class Metrics:
         self.batch_size = Histogram(
             "order_proxy_batch_size",
             "Order ids per batchGet request.",
-            buckets=(1, 2, 5, 10, 20, 50, 100),
+            buckets=BATCH_BUCKETS,
             registry=r,
         )
         self.build_info = Gauge(

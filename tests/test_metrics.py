@@ -18,7 +18,13 @@ from aiohttp.test_utils import TestServer
 from prometheus_client.utils import floatToGoString
 
 from proxy import __version__
-from proxy.metrics import CACHE_RESULTS, LATENCY_BUCKETS, ROUTES, UPSTREAM_OUTCOMES
+from proxy.metrics import (
+    BATCH_BUCKETS,
+    CACHE_RESULTS,
+    LATENCY_BUCKETS,
+    ROUTES,
+    UPSTREAM_OUTCOMES,
+)
 from proxy.policy import StatusClass
 from proxy.simulator import Fault, SimulatorState
 from tests.conftest import MERCHANT, ProxyFactory, make_settings
@@ -43,16 +49,35 @@ ALLOWED_LABEL_VALUES: Mapping[str, Callable[[str], bool]] = {
     "code": re.compile(r"[1-5][0-9][0-9]").fullmatch,
     "cache": frozenset(CACHE_RESULTS).__contains__,
     "outcome": frozenset(UPSTREAM_OUTCOMES).__contains__,
-    "reason": frozenset({"circuit_open", "shed"}).__contains__,
+    "reason": frozenset(
+        {
+            "circuit_open",
+            "shed",
+            "bad_credentials",
+            "not_operator",
+            "merchant_not_allowed",
+            "webhook_credentials",
+        }
+    ).__contains__,
     "layer": frozenset({"memory", "redis"}).__contains__,
-    "result": frozenset({"hit", "miss", "error"}).__contains__,
+    # cache lookups; webhook outcomes; wait outcomes
+    "result": frozenset(
+        {"hit", "miss", "error"}
+        | {"refreshed", "dropped", "stale_event", "ignored", "unknown_merchant", "rejected"}
+        | {"final", "timeout", "shed"}
+    ).__contains__,
+    "event": re.compile(r"[a-z_]{1,40}").fullmatch,  # webhook event names, lower-cased, or other
+    "cause": frozenset({"poll", "webhook", "peer"}).__contains__,
+    "source": frozenset({"purge", "webhook"}).__contains__,
     "status_class": frozenset(s.value for s in StatusClass).__contains__,
     "decision": frozenset({"store", "skip"}).__contains__,
     "operation": frozenset(
         {"get", "set", "delete", "ping", "lock", "publish", "subscribe"}
     ).__contains__,
     "version": frozenset({__version__}).__contains__,
-    "le": frozenset([*(floatToGoString(b) for b in LATENCY_BUCKETS), "+Inf"]).__contains__,
+    "le": frozenset(
+        [*(floatToGoString(b) for b in (*LATENCY_BUCKETS, *BATCH_BUCKETS)), "+Inf"]
+    ).__contains__,
 }
 DISTINCT_ORDERS = 200
 FIRST_BATCH = 10
