@@ -24,7 +24,7 @@ if ! command -v redis-server >/dev/null 2>&1; then
   fi
 fi
 
-for pkg in prometheus:promtool wrk:wrk; do
+for pkg in prometheus:promtool wrk:wrk kubectl:kubectl; do
   name=${pkg%%:*}; binary=${pkg##*:}
   if ! command -v "$binary" >/dev/null 2>&1; then
     if can_apt && apt_install "$name"; then

@@ -115,7 +115,16 @@ class ServiceProcess:
     full pipe) and keeps the last megabyte for assertions.
     """
 
-    def __init__(self, args: list[str], env: dict[str, str], marker: bytes, port: int) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        marker: bytes,
+        port: int,
+        program: list[str] | None = None,
+    ) -> None:
+        # Default: this interpreter's `python -m proxy`; or e.g. the `order-proxy` script.
+        self.program = program or [sys.executable, "-m", "proxy"]
         self.args = args
         self.env = env
         self.marker = marker
@@ -129,7 +138,7 @@ class ServiceProcess:
             k: v for k, v in os.environ.items() if not k.startswith(("JUSPAY_", "PROXY_", "REDIS_"))
         }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "proxy", *self.args],
+            [*self.program, *self.args],
             env={**base, **self.env},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
