@@ -140,6 +140,10 @@ class Metrics:
             "Caller-facing requests being handled.",
             registry=r,
         )
+        # Counted in a plain int by the one event loop and read at scrape time: no lock
+        # per request.
+        self.requests_in_flight = 0
+        self.in_flight.set_function(lambda: self.requests_in_flight)
         self.redis_errors = Counter(
             "order_proxy_redis_errors",
             "Failed Redis operations (the proxy fails open and goes to Juspay).",

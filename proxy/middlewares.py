@@ -57,7 +57,7 @@ async def _observe(
     counted = route in ROUTES
     structlog.contextvars.bind_contextvars(request_id=record.request_id)
     if counted:
-        metrics.in_flight.inc()
+        metrics.requests_in_flight += 1
     status = 499  # what the log says if the caller went away before an answer
     try:
         try:
@@ -85,7 +85,7 @@ async def _observe(
     finally:
         duration = time.perf_counter() - started
         if counted:
-            metrics.in_flight.dec()
+            metrics.requests_in_flight -= 1
             metrics.observe_request(route, status, record.cache, duration)
         if log_requests or status >= 500:
             _log_request(request, record, status, duration, counted)
