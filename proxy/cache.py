@@ -13,7 +13,7 @@ front layer is emptied and bypassed: an invalidation it could miss must not leav
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -142,17 +142,6 @@ class OrderCache:
         self._fill_front(key, entry)
         self._update_memory_gauges()
         return True
-
-    async def drop(self, keys: Sequence[str]) -> int | None:
-        """Delete keys; None when the store could not be reached."""
-        try:
-            removed = await self.store.delete(keys)
-        except CacheUnavailable as exc:
-            self._failed("delete", exc)
-            return None
-        self._succeeded()
-        self._update_memory_gauges()
-        return removed
 
     async def drop_order(self, base: str) -> int | None:
         """Delete every variant of one order; None when the store could not be reached."""

@@ -840,34 +840,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         circuit=_circuit_settings(toml.circuit),
     )
 
-    # Merchants: one from the environment and/or a list from the file.
-    merchants: list[MerchantSettings] = []
-    env_merchant = _env_merchant(env)
-    if env_merchant is not None:
-        merchants.append(env_merchant)
-    for index, item in enumerate(toml.merchants):
-        merchant = _toml_merchant(index, item, env, base_dir)
-        if any(m.merchant_id == merchant.merchant_id for m in merchants):
-            raise SettingsError(
-                f"PROXY_CONFIG_FILE merchants[{index}].id",
-                f"merchant {merchant.merchant_id!r} is listed twice",
-            )
-        merchants.append(merchant)
-    if not merchants:
-        raise SettingsError(
-            "JUSPAY_MERCHANT_ID", "required (or list [[merchants]] in PROXY_CONFIG_FILE)"
-        )
-    default_merchant = toml.default_merchant
-    if default_merchant is not None:
-        if not any(m.merchant_id == default_merchant for m in merchants):
-            raise SettingsError(
-                "PROXY_CONFIG_FILE default_merchant",
-                f"{default_merchant!r} is not a listed merchant",
-            )
-    elif env_merchant is not None:
-        default_merchant = env_merchant.merchant_id
-    elif len(merchants) == 1:
-        default_merchant = merchants[0].merchant_id
+    merchants, default_merchant = _merchants(env, toml, base_dir)
 
     redis = _redis_settings(env, toml.redis)
 
