@@ -109,8 +109,12 @@ class EventBus:
     async def _run(self) -> None:
         delay = 0.1
         while not self.closing():
-            pubsub = self._client.pubsub()
+            pubsub = None
             try:
+                if isinstance(self._client, RedisCluster):
+                    # Cluster pub/sub picks its node from the slot map, loaded on first use.
+                    await self._client.initialize()
+                pubsub = self._client.pubsub()
                 await pubsub.subscribe(self.channel)
                 self.subscribed.set()
                 delay = 0.1
@@ -118,16 +122,17 @@ class EventBus:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None and message.get("type") == "message":
                         self._dispatch(message["data"])
-            except (RedisError, OSError, TimeoutError) as exc:
+            except Exception as exc:  # this loop must outlive any client error
                 if self.closing():
                     return
-                if self.subscribed.is_set():
+                if self.subscribed.is_set() or not isinstance(exc, RedisError | OSError):
                     log.warning("bus_disconnected", error=type(exc).__name__)
                 self.subscribed.clear()
                 self._metrics.redis_errors.labels(operation="subscribe").inc()
             finally:
-                with contextlib.suppress(RedisError, OSError, TimeoutError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
             if self.closing():
                 return
             # Reconnect with capped exponential backoff; cancellation ends the loop.
