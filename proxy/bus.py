@@ -16,6 +16,7 @@ from collections.abc import Callable
 import msgspec
 import structlog
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
@@ -45,6 +46,7 @@ class EventBus:
         self._decode = msgspec.msgpack.Decoder(tuple[str, str]).decode
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._attempt = 0
         self.subscribed = asyncio.Event()
 
     def closing(self) -> bool:
@@ -95,6 +97,19 @@ class EventBus:
             return False
         return True
 
+    async def _pubsub(self) -> PubSub:
+        client = self._client
+        if not isinstance(client, RedisCluster):
+            return client.pubsub()
+        # Classic pub/sub reaches subscribers on every node, so any live primary will do.
+        # redis-py would always pick the channel's slot owner and keep retrying it while that
+        # master is down: rotate through the primaries instead, one per attempt.
+        await client.initialize()
+        primaries = client.get_primaries()
+        self._attempt += 1
+        node = primaries[self._attempt % len(primaries)] if primaries else None
+        return client.pubsub(node=node)
+
     def _dispatch(self, data: bytes) -> None:
         try:
             kind, key = self._decode(data)
@@ -111,10 +126,7 @@ class EventBus:
         while not self.closing():
             pubsub = None
             try:
-                if isinstance(self._client, RedisCluster):
-                    # Cluster pub/sub picks its node from the slot map, loaded on first use.
-                    await self._client.initialize()
-                pubsub = self._client.pubsub()
+                pubsub = await self._pubsub()
                 await pubsub.subscribe(self.channel)
                 self.subscribed.set()
                 delay = 0.1

@@ -24,6 +24,8 @@ from proxy.stores import CacheUnavailable, MemoryStore, RedisStore
 
 log = structlog.get_logger("proxy.cache")
 
+_LOG_EVERY_SECONDS = 5.0
+
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
@@ -55,6 +57,7 @@ class OrderCache:
         # Bumped on every invalidation: a Redis read that raced one does not fill the front.
         self._epoch = 0
         self._healthy = True
+        self._logged_at = -_LOG_EVERY_SECONDS
         lookups = metrics.cache_lookups
         self._memory_hit = lookups.labels(layer="memory", result="hit")
         self._memory_miss = lookups.labels(layer="memory", result="miss")
@@ -178,13 +181,27 @@ class OrderCache:
         if self._healthy:
             self._healthy = False
             self._metrics.redis_up.set(0)
-            log.warning("cache_unavailable", layer=self.layer, operation=operation, error=str(exc))
+            if self._may_log():
+                log.warning(
+                    "cache_unavailable", layer=self.layer, operation=operation, error=str(exc)
+                )
 
     def _succeeded(self) -> None:
         if not self._healthy:
             self._healthy = True
             self._metrics.redis_up.set(1)
-            log.info("cache_recovered", layer=self.layer)
+            if self._may_log():
+                log.info("cache_recovered", layer=self.layer)
+
+    def _may_log(self) -> bool:
+        """State changes are logged at most every few seconds: during a partial outage
+        (one cluster master down) the state flips on nearly every request. Metrics count
+        every error regardless."""
+        now = time.monotonic()
+        if now - self._logged_at < _LOG_EVERY_SECONDS:
+            return False
+        self._logged_at = now
+        return True
 
     def _update_memory_gauges(self) -> None:
         if self._memory is not None:

@@ -55,11 +55,15 @@ class ReplicaCoalescer:
         token = uuid.uuid4().hex
         lock_key, answer_key, followers_key = f"{key}:lock", f"{key}:answer", f"{key}:followers"
         try:
-            leader = await self._store.try_lock(lock_key, token, self._lock_ms)
+            leader: bool | None = await self._store.try_lock(
+                lock_key, answer_key, token, self._lock_ms
+            )
         except CacheUnavailable:
             self._metrics.redis_errors.labels(operation="lock").inc()
-            return await fetch()  # fail open: behave as if alone
-        if not leader:
+            # Unknown: the lock may have been taken even though the reply was lost. Act as
+            # the leader, and release it (by token) afterwards, so nobody waits on a ghost.
+            leader = None
+        if leader is False:
             shared = await self._follow(key, answer_key, followers_key)
             if shared is not None:
                 self._metrics.coalesced.inc()

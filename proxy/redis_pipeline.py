@@ -68,16 +68,23 @@ class AutoPipeline:
         try:
             async with asyncio.timeout(self._timeout):
                 results = await self._execute(batch)
-        except REDIS_ERRORS as exc:
+        except asyncio.CancelledError:
+            for _, future in batch:
+                future.cancel()
+            raise
+        except Exception as exc:
+            # redis-py raises more than RedisError mid-failover (AttributeError on a closed
+            # connection, RedisClusterException): whatever it is, no caller may hang on it.
+            if isinstance(self._client, RedisCluster) and len(batch) > 1:
+                # One dead master fails a whole cluster pipeline; resend one by one so only
+                # the commands for its slots fail.
+                await asyncio.gather(*(self._send([item]) for item in batch))
+                return
             error = RedisCommandError(type(exc).__name__)
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)
             return
-        except asyncio.CancelledError:
-            for _, future in batch:
-                future.cancel()
-            raise
         _deliver(batch, results)
 
     async def _execute(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> list[Any]:

@@ -6,6 +6,7 @@ and turns any Redis trouble into CacheUnavailable, which the facade in cache.py 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -14,6 +15,7 @@ from typing import Any, Protocol
 import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 
 from proxy.models import CachedEntry, Decoders
 from proxy.redis_pipeline import AutoPipeline, RedisCommandError
@@ -22,6 +24,8 @@ from proxy.redis_pipeline import AutoPipeline, RedisCommandError
 # allocator slack. Measured: 100k 4 KB entries through a 64 MiB store grew RSS by 66.5 MiB
 # with 320 here, so 512 keeps the byte bound honest.
 _ENTRY_OVERHEAD = 512
+# How long a cluster slot whose node failed is skipped before one request probes it again.
+_SLOT_PAUSE_SECONDS = 1.0
 # Bump when CachedEntry changes shape, so old entries are simply not found.
 _FORMAT = "v1"
 
@@ -178,13 +182,27 @@ redis.call('SADD', KEYS[2], KEYS[1])
 if redis.call('TTL', KEYS[2]) < tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
 return 1
 """
-# Drop every variant of one order. KEYS[1] index key.
+# Drop every variant of one order, and any answer a leader left for followers of a variant.
+# KEYS[1] index key.
 _DELETE_ORDER_SCRIPT = """
 local keys = redis.call('SMEMBERS', KEYS[1])
 local n = 0
-for _, k in ipairs(keys) do n = n + redis.call('DEL', k) end
+for _, k in ipairs(keys) do
+  n = n + redis.call('DEL', k)
+  redis.call('DEL', k .. ':answer')
+end
 redis.call('DEL', KEYS[1])
 return n
+"""
+# Take the miss lock; a new round also removes the previous round's shared answer, so no
+# follower can read an answer older than the round it joined. KEYS: lock, answer;
+# ARGV: token, ttl ms. 1 if taken.
+_LOCK_SCRIPT = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+return 0
 """
 # Move the webhook high-water mark forward; 1 if it moved. KEYS[1] mark; ARGV: mark, ttl.
 _MARK_SCRIPT = """
@@ -226,20 +244,34 @@ class RedisStore:
         self._pipe = AutoPipeline(client, timeout=timeout, on_batch=on_batch)
         self._decode = decoders.entry.decode
         self._encode = decoders.entry_encoder.encode
+        # Cluster only: slots whose node just failed are skipped for a moment. Every command
+        # sent to a dead master makes redis-py refresh the topology and drop connections,
+        # which under load disrupts lookups on the healthy masters too.
+        self._cluster = isinstance(client, RedisCluster)
+        self._slot_down_until: dict[int, float] = {}
 
-    async def _call(self, *args: Any) -> Any:
+    async def _call(self, *args: Any, key: str) -> Any:
+        slot = key_slot(key.encode()) if self._cluster else 0
+        if self._cluster and self._slot_down_until:
+            until = self._slot_down_until.get(slot)
+            if until is not None:
+                if time.monotonic() < until:
+                    raise CacheUnavailable("slot recently failed")
+                del self._slot_down_until[slot]
         try:
             return await self._pipe.call(*args)
         except RedisCommandError as exc:
+            if self._cluster:
+                self._slot_down_until[slot] = time.monotonic() + _SLOT_PAUSE_SECONDS
             raise CacheUnavailable(exc.reason) from exc
 
     async def _script(self, script: str, keys: Sequence[str], *args: Any) -> Any:
         # EVAL with the text (not EVALSHA): survives a Redis restart that forgot the scripts;
         # Redis caches the compiled script by its hash anyway.
-        return await self._call("EVAL", script, len(keys), *keys, *args)
+        return await self._call("EVAL", script, len(keys), *keys, *args, key=keys[0])
 
     async def get(self, key: str) -> CachedEntry | None:
-        raw = await self._call("GET", key)
+        raw = await self._call("GET", key, key=key)
         if not isinstance(raw, bytes):  # decode_responses is off, so None or bytes
             return None
         try:
@@ -255,7 +287,7 @@ class RedisStore:
     async def delete(self, keys: Sequence[str]) -> int:
         if not keys:
             return 0
-        return int(await self._call("DEL", *keys))
+        return int(await self._call("DEL", *keys, key=keys[0]))
 
     async def delete_order(self, base: str) -> int:
         return int(await self._script(_DELETE_ORDER_SCRIPT, [base + ":variants"]))
@@ -263,11 +295,11 @@ class RedisStore:
     async def advance_mark(self, base: str, mark: float, ttl: int) -> bool:
         return bool(await self._script(_MARK_SCRIPT, [base + ":webhook-mark"], repr(mark), ttl))
 
-    async def try_lock(self, key: str, token: str, ttl_ms: int) -> bool:
-        return bool(await self._call("SET", key, token, "NX", "PX", ttl_ms))
+    async def try_lock(self, key: str, answer_key: str, token: str, ttl_ms: int) -> bool:
+        return bool(await self._script(_LOCK_SCRIPT, [key, answer_key], token, ttl_ms))
 
     async def flag(self, key: str, ttl_ms: int) -> None:
-        await self._call("SET", key, b"1", "PX", ttl_ms)
+        await self._call("SET", key, b"1", "PX", ttl_ms, key=key)
 
     async def hold(self, key: str, token: str, ttl_ms: int) -> bool:
         return bool(await self._script(_HOLD_SCRIPT, [key], token, ttl_ms))
@@ -299,8 +331,9 @@ class RedisStore:
 
     async def ping(self) -> bool:
         try:
-            return bool(await self._call("PING"))
-        except CacheUnavailable:
+            async with asyncio.timeout(1.0):
+                return bool(await self._client.ping())
+        except Exception:  # any client failure means "not reachable" here
             return False
 
     async def close(self) -> None:
