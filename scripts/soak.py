@@ -105,8 +105,8 @@ async def caller(
 
 
 async def soak(seconds: float, concurrency: int) -> int:
-    redis = RedisProcess().start()
-    sim = simulator_process(MERCHANT, KEY).start()
+    redis = RedisProcess()
+    sim = simulator_process(MERCHANT, KEY)
     proxy = proxy_process(
         {
             "JUSPAY_BASE_URL": sim.url,
@@ -115,12 +115,15 @@ async def soak(seconds: float, concurrency: int) -> int:
             "REDIS_URL": redis.url,
             "JUSPAY_TIMEOUT_SECONDS": "3",
         }
-    ).start()
+    )
     statuses: Counter[str] = Counter()
     latencies: list[float] = []
     problems: list[str] = []
     memory: list[tuple[float, float]] = []
     try:
+        redis.start()
+        sim.start()
+        proxy.start()
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
             for order_id in PENDING:
                 await control(http, sim, "orders", {"order_id": order_id, "status": "PENDING_VBV"})
@@ -164,6 +167,25 @@ async def soak(seconds: float, concurrency: int) -> int:
         sim.stop()
         redis.close()
 
+    return _report(
+        seconds,
+        concurrency,
+        statuses=statuses,
+        latencies=latencies,
+        problems=problems,
+        memory=memory,
+    )
+
+
+def _report(
+    seconds: float,
+    concurrency: int,
+    *,
+    statuses: Counter[str],
+    latencies: list[float],
+    problems: list[str],
+    memory: list[tuple[float, float]],
+) -> int:
     total = sum(statuses.values())
     ordered = sorted(latencies)
 

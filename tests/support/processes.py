@@ -88,7 +88,11 @@ class RedisProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
-        wait_for_line(self.proc, b"Ready to accept connections", timeout=20)
+        try:
+            wait_for_line(self.proc, b"Ready to accept connections", timeout=20)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
@@ -143,7 +147,11 @@ class ServiceProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-        wait_for_line(self.proc, self.marker, timeout=timeout)
+        try:
+            wait_for_line(self.proc, self.marker, timeout=timeout)
+        except BaseException:
+            self.stop()  # never leave a process behind that did not come up
+            raise
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
         return self
