@@ -8,7 +8,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import pytest
 import yaml
 
 ALERTS = {
@@ -107,8 +106,10 @@ def test_dashboard_fits_in_a_configmap_applied_client_side(monitoring_dir: Path)
 
 def test_kustomize_build(monitoring_dir: Path) -> None:
     kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl not installed; kustomization shape is still checked above")
+    assert kubectl is not None, (
+        "kubectl is missing: `make test` installs it (Debian package kubectl) via "
+        "scripts/ensure-tools.sh"
+    )
     result = subprocess.run(
         [kubectl, "kustomize", str(monitoring_dir)],
         capture_output=True,
