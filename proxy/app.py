@@ -18,6 +18,7 @@ from proxy.bus import EventBus
 from proxy.cache import OrderCache
 from proxy.coalesce import ReplicaCoalescer
 from proxy.keys import (
+    DECODERS,
     LIFECYCLE,
     METRICS,
     OPENAPI,
@@ -67,6 +68,7 @@ def create_app(
     app[METRICS] = Metrics()
     app[LIFECYCLE] = Lifecycle()
     app[OPENAPI] = msgspec.json.encode(build_openapi())
+    app[DECODERS] = Decoders()
     if settings.webhook is not None:
         hook = settings.webhook
         password: Secret | SecretFile = hook.password
@@ -106,7 +108,7 @@ def _resources(
     async def resources(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
         metrics = app[METRICS]
-        decoders = Decoders()
+        decoders = app[DECODERS]
         session = http_session or build_session(settings.upstream)
         redis_client = redis
         owns_redis = False

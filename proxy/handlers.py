@@ -11,7 +11,7 @@ from aiohttp import web
 
 from proxy import validation
 from proxy.errors import BadRequest, Forbidden, ProxyError, error_body
-from proxy.keys import CLIENT, METRICS, ORDER_SERVICE, RECORD, SETTINGS, WAITS
+from proxy.keys import CLIENT, DECODERS, METRICS, ORDER_SERVICE, RECORD, SETTINGS, WAITS
 from proxy.orders import CacheResult, OrderAnswer, OrderQuery
 from proxy.waits import is_settled
 
@@ -192,20 +192,19 @@ async def purge_order(request: web.Request) -> web.Response:
 MAX_BATCH = 100
 
 
-class _BatchRequest(msgspec.Struct, forbid_unknown_fields=True):
-    order_ids: list[str]
-
-
-_batch_decoder = msgspec.json.Decoder(_BatchRequest)
 _encode = msgspec.json.encode
 
 
-def _batch_item(order_id: str, status: int, cache: str | None, body: bytes) -> bytes:
-    """One result, with Juspay's body spliced in as it is (no re-encoding)."""
-    try:
-        msgspec.json.decode(body)  # 4xx bodies passed through from Juspay may not be JSON
-    except msgspec.DecodeError:
-        body = _encode(body.decode("utf-8", "replace"))
+def _batch_item(
+    order_id: str, status: int, cache: str | None, body: bytes, *, is_json: bool
+) -> bytes:
+    """One result, with the body spliced in as it is (no re-encoding). 200 answers and the
+    proxy's own errors are known JSON; a 4xx Juspay sent may not be, and is then a string."""
+    if not is_json:
+        try:
+            msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            body = _encode(body.decode("utf-8", "replace"))
     return (
         b'{"order_id":'
         + _encode(order_id)
@@ -222,7 +221,7 @@ def _batch_item(order_id: str, status: int, cache: str | None, body: bytes) -> b
 async def batch_get(request: web.Request) -> web.Response:
     """POST /orders:batchGet {"order_ids": [...]} — many orders, answered item by item."""
     try:
-        wanted = _batch_decoder.decode(await request.read())
+        wanted = request.app[DECODERS].batch_request.decode(await request.read())
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise BadRequest(f'the body must be {{"order_ids": [...]}}: {exc}') from None
     if not 1 <= len(wanted.order_ids) <= MAX_BATCH:
@@ -236,9 +235,16 @@ async def batch_get(request: web.Request) -> web.Response:
             order_id = validation.order_id(raw_id)
             answer = await service.get(replace(template, order_id=order_id))
         except ProxyError as err:
-            return _batch_item(raw_id[:80], err.status, None, error_body(err))
+            return _batch_item(raw_id[:80], err.status, None, error_body(err), is_json=True)
         entry = answer.entry
-        return _batch_item(order_id, entry.status_code, answer.cache.header, entry.body)
+        # A 200 body was decoded (as the status view) before it was accepted.
+        return _batch_item(
+            order_id,
+            entry.status_code,
+            answer.cache.header,
+            entry.body,
+            is_json=entry.status_code == 200,
+        )
 
     # Issued together, the cache lookups travel to Redis in one round trip, and misses are
     # fetched concurrently (bulkheaded and coalesced like single reads).

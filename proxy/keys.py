@@ -8,6 +8,7 @@ from aiohttp import web
 
 from proxy.auth_types import WebhookCheck
 from proxy.metrics import Metrics
+from proxy.models import Decoders
 from proxy.orders import OrderService
 from proxy.settings import ClientSettings, Settings
 from proxy.waits import WaitRegistry
@@ -46,4 +47,5 @@ RECORD = web.RequestKey("record", RequestRecord)
 CLIENT = web.RequestKey("client", ClientSettings)
 WEBHOOK_AUTH = web.AppKey("webhook_auth", WebhookCheck)
 OPENAPI = web.AppKey("openapi", bytes)
+DECODERS = web.AppKey("decoders", Decoders)
 WAITS = web.AppKey("waits", WaitRegistry)

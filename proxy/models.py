@@ -239,6 +239,12 @@ class WebhookEvent(msgspec.Struct, kw_only=True):
     content: WebhookContent | None = None
 
 
+class BatchRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """POST /orders:batchGet body (our own API, so unknown fields are mistakes)."""
+
+    order_ids: list[str]
+
+
 class ErrorInfo(msgspec.Struct, kw_only=True):
     code: str
     category: str
@@ -279,5 +285,6 @@ class Decoders:
         self.order = msgspec.json.Decoder(Order)
         self.status_view = msgspec.json.Decoder(OrderStatusView)
         self.webhook = msgspec.json.Decoder(WebhookEvent)
+        self.batch_request = msgspec.json.Decoder(BatchRequest)
         self.entry = msgspec.msgpack.Decoder(CachedEntry)
         self.entry_encoder = msgspec.msgpack.Encoder()

@@ -15,8 +15,7 @@ from aiohttp import hdrs, web
 
 from proxy import validation
 from proxy.errors import BadRequest, Unauthorized, error_response
-from proxy.keys import METRICS, ORDER_SERVICE, RECORD, SETTINGS, WEBHOOK_AUTH
-from proxy.models import Decoders
+from proxy.keys import DECODERS, METRICS, ORDER_SERVICE, RECORD, SETTINGS, WEBHOOK_AUTH
 
 log = structlog.get_logger("proxy.webhooks")
 
@@ -33,7 +32,6 @@ ORDER_EVENTS = frozenset(
         "TXN_CREATED",
     }
 )
-_decoders = Decoders()
 _ok = msgspec.json.Encoder()
 
 
@@ -75,9 +73,10 @@ async def juspay_webhook(request: web.Request) -> web.Response:
             {hdrs.WWW_AUTHENTICATE: 'Basic realm="order-proxy webhooks"'},
         )
     settings = app[SETTINGS]
+    decoders = app[DECODERS]
     body = await _read_capped(request, settings.server.max_request_body_bytes)
     try:
-        event = _decoders.webhook.decode(body)
+        event = decoders.webhook.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
         metrics.webhook_events.labels(event="invalid", result="rejected").inc()
         raise BadRequest("the body is not a Juspay webhook event") from None
@@ -89,7 +88,7 @@ async def juspay_webhook(request: web.Request) -> web.Response:
         return _answer("ignored")
 
     try:
-        view = _decoders.status_view.decode(order_body)
+        view = decoders.status_view.decode(order_body)
     except (msgspec.DecodeError, msgspec.ValidationError):
         metrics.webhook_events.labels(event=label, result="rejected").inc()
         raise BadRequest("content.order is not an order") from None

@@ -38,6 +38,14 @@ def redis_server() -> Iterator[RedisProcess]:
 
 
 @pytest.fixture
+def own_redis() -> Iterator[RedisProcess]:
+    """A redis-server only this test uses, so the test may stop and restart it."""
+    server = RedisProcess().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
 def simulator_state() -> SimulatorState:
     state = SimulatorState({MERCHANT: API_KEY, OTHER_MERCHANT: OTHER_API_KEY})
     state.seed_samples()

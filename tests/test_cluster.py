@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -25,6 +24,7 @@ from redis.cluster import key_slot
 
 from tests.support.cluster import RedisCluster3
 from tests.support.processes import ServiceProcess, proxy_process, simulator_process
+from tests.support.simctl import control, get
 
 pytestmark = pytest.mark.slow
 
@@ -127,34 +127,6 @@ def proxy_env(sim: ServiceProcess, cluster: RedisCluster3, **extra: str) -> dict
         "JUSPAY_TIMEOUT_SECONDS": str(UPSTREAM_TIMEOUT),
         **extra,
     }
-
-
-async def control(
-    http: aiohttp.ClientSession,
-    sim: ServiceProcess,
-    path: str,
-    method: str | None = None,
-    **body: Any,
-) -> Any:
-    """Drive the simulator's control API: GET without a body, POST with one."""
-    method = method or ("POST" if body else "GET")
-    kwargs = {"json": body} if method == "POST" else {}
-    async with http.request(method, f"{sim.url}/__sim/{path}", **kwargs) as resp:
-        assert resp.status == 200, await resp.text()
-        return await resp.json()
-
-
-async def get(
-    http: aiohttp.ClientSession, url: str, headers: dict[str, str] | None = None
-) -> tuple[int, str, str | None]:
-    """(status, X-Cache, the order status in the body if it is an order)."""
-    async with http.get(url, headers=headers) as resp:
-        raw = await resp.read()
-        try:
-            status = json.loads(raw).get("status")
-        except (ValueError, AttributeError):
-            status = None
-        return resp.status, resp.headers.get("X-Cache", ""), status
 
 
 async def timed_get(

@@ -7,11 +7,9 @@ traffic; the simulator is switched to 500s, resets, slow and cut-short bodies, a
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -23,6 +21,7 @@ from tests.support.processes import (
     proxy_process,
     simulator_process,
 )
+from tests.support.simctl import control, get
 
 pytestmark = pytest.mark.slow
 
@@ -61,32 +60,6 @@ def proxy_env(sim: ServiceProcess, redis: RedisProcess, **extra: str) -> dict[st
         "JUSPAY_TIMEOUT_SECONDS": "3",
         **extra,
     }
-
-
-async def control(
-    http: aiohttp.ClientSession,
-    sim: ServiceProcess,
-    path: str,
-    method: str | None = None,
-    **body: Any,
-) -> Any:
-    """Drive the simulator's control API: GET without a body, POST with one."""
-    method = method or ("POST" if body else "GET")
-    kwargs = {"json": body} if method == "POST" else {}
-    async with http.request(method, f"{sim.url}/__sim/{path}", **kwargs) as resp:
-        assert resp.status == 200, await resp.text()
-        return await resp.json()
-
-
-async def get(http: aiohttp.ClientSession, url: str) -> tuple[int, str, str | None]:
-    """(status, X-Cache, the order status in the body if it is an order)."""
-    async with http.get(url) as resp:
-        raw = await resp.read()
-        try:
-            status = json.loads(raw).get("status")
-        except (ValueError, AttributeError):
-            status = None
-        return resp.status, resp.headers.get("X-Cache", ""), status
 
 
 async def test_sigterm_drains_in_flight_requests_and_exits_zero(

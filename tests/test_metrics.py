@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 import pytest
@@ -81,14 +81,6 @@ ALLOWED_LABEL_VALUES: Mapping[str, Callable[[str], bool]] = {
 }
 DISTINCT_ORDERS = 200
 FIRST_BATCH = 10
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisProcess]:
-    """A redis-server only this test uses, so the test may stop it."""
-    server = RedisProcess().start()
-    yield server
-    server.close()
 
 
 def series_of(series: Series, name: str) -> dict[frozenset[tuple[str, str]], float]:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from aiohttp.test_utils import TestServer
 
 from proxy.keys import METRICS
@@ -13,13 +10,6 @@ from tests.conftest import ProxyFactory, make_settings
 from tests.support.processes import RedisProcess
 
 ORDER = "JP1636474794"
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisProcess]:
-    server = RedisProcess().start()
-    yield server
-    server.close()
 
 
 def sample(proxy_app: object, name: str, **labels: str) -> float:
