@@ -14,10 +14,14 @@ from redis.asyncio.cluster import RedisCluster
 
 from proxy import handlers, health, webhooks
 from proxy.auth import ClientKeyAuth, WebhookCredentials
-from proxy.bus import EventBus
-from proxy.cache import OrderCache
-from proxy.coalesce import ReplicaCoalescer
+from proxy.cache.bus import EventBus
+from proxy.cache.coalesce import ReplicaCoalescer
+from proxy.cache.facade import OrderCache
+from proxy.cache.keys import KeySchema
+from proxy.cache.memory import MemoryStore
+from proxy.cache.redis import RedisStore
 from proxy.keys import (
+    BUS,
     DECODERS,
     LIFECYCLE,
     METRICS,
@@ -32,15 +36,19 @@ from proxy.metrics import Metrics
 from proxy.middlewares import make_observe
 from proxy.models import Decoders
 from proxy.openapi import build_openapi
-from proxy.orders import INVALIDATED, OrderService
+from proxy.orders import OrderService, ServiceOptions
 from proxy.redis_client import build_redis
 from proxy.secrets import Secret, SecretFile
 from proxy.settings import Settings
-from proxy.stores import MemoryStore, RedisStore
+from proxy.tasks import BackgroundTasks
 from proxy.upstream import Credentials, JuspayClient, build_session, close_session
 from proxy.waits import WaitRegistry
 
 log = structlog.get_logger("proxy.app")
+
+# Webhook refreshes and verification reads running at once; more are declined (they are an
+# optimisation and a sample, never needed for a correct answer).
+_BACKGROUND_LIMIT = 64
 
 
 def create_app(
@@ -115,38 +123,41 @@ def _resources(
         if redis_client is None and settings.redis.url is not None:
             redis_client = build_redis(settings.redis)
             owns_redis = True
-        store: MemoryStore | RedisStore
-        bus: EventBus | None = None
-        replicas: ReplicaCoalescer | None = None
+        keys = KeySchema(settings.redis.key_prefix)
         memory = MemoryStore(
             max_entries=settings.cache.memory_max_entries,
             max_bytes=settings.cache.memory_max_bytes,
         )
+        store: RedisStore | None = None
+        bus: EventBus | None = None
+        replicas: ReplicaCoalescer | None = None
         if redis_client is not None:
             timeout = settings.redis.socket_timeout_seconds
             store = RedisStore(
-                redis_client, decoders, timeout=timeout, on_batch=metrics.redis_batch
+                redis_client,
+                channel=keys.channel,
+                timeout=timeout,
+                # A generation must outlive any read that noted it (saves extend it further).
+                generation_ttl=max(300, int(settings.upstream.timeout_seconds * 10)),
+                on_batch=metrics.redis_batch,
+                on_rejected=lambda reason: metrics.rejected_entries.labels(reason=reason).inc(),
             )
-            bus = EventBus(
-                redis_client, f"{settings.redis.key_prefix}:events", metrics, timeout=timeout
-            )
-            front_ttl = settings.cache.memory_layer_ttl_seconds
+            bus = EventBus(redis_client, keys.channel, metrics, timeout=timeout)
+            app[BUS] = bus
             cache = OrderCache(
-                store,
+                memory,
                 metrics,
-                front=memory if front_ttl > 0 else None,
-                front_ttl=front_ttl,
-                front_allowed=bus.subscribed.is_set,
+                remote=store,
+                bus=bus,
+                front_ttl=settings.cache.memory_layer_ttl_seconds,
             )
-            bus.listen(INVALIDATED, cache.invalidate)
             bus.start()
             if settings.cache.distributed_coalescing:
                 replicas = ReplicaCoalescer(
                     store, bus, metrics, lock_seconds=settings.upstream.timeout_seconds + 1
                 )
         else:
-            store = memory
-            cache = OrderCache(store, metrics)
+            cache = OrderCache(memory, metrics)
             log.warning(
                 "in_process_cache",
                 detail="REDIS_URL is unset: entries live in this process only and are not "
@@ -159,15 +170,23 @@ def _resources(
             metrics,
             decoders,
         )
-        service = OrderService(cache, client, settings, metrics, replicas=replicas, bus=bus)
-        app[ORDER_SERVICE] = service
-        waits = WaitRegistry(
-            service,
+        service = OrderService(
+            cache,
+            client,
+            keys,
+            ServiceOptions(
+                default_version=settings.upstream.api_version,
+                policy=settings.cache.policy,
+                stale_if_error_seconds=settings.cache.stale_if_error_seconds,
+                verify_sample_rate=settings.cache.verify_sample_rate,
+            ),
             metrics,
-            settings.wait,
-            store=store if isinstance(store, RedisStore) else None,
-            bus=bus,
+            decode_view=decoders.status_view.decode,
+            background=BackgroundTasks(limit=_BACKGROUND_LIMIT),
+            replicas=replicas,
         )
+        app[ORDER_SERVICE] = service
+        waits = WaitRegistry(service, metrics, settings.wait, store=store, bus=bus)
         app[WAITS] = waits
         app[LIFECYCLE].ready = True
         try:
@@ -178,7 +197,7 @@ def _resources(
             await service.close()
             if bus is not None:
                 await bus.close()
-            if isinstance(store, RedisStore):
+            if store is not None:
                 await store.close()
             if http_session is None:
                 await close_session(session)

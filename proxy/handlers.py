@@ -82,13 +82,16 @@ def read_options(request: web.Request, order_id: str) -> OrderQuery:
     routing_id = validation.routing_id(routing_header) if routing_header is not None else None
 
     full = _single(request, FULL_GATEWAY_RESPONSE)
+    no_cache = _no_cache(request)
     return OrderQuery(
         merchant_id=merchant_id,
         order_id=order_id,
         version=version,
         full_gateway_response=validation.flag(FULL_GATEWAY_RESPONSE, full) if full else False,
         routing_id=routing_id,
-        no_cache=_no_cache(request),
+        no_cache=no_cache,
+        # "What is it now?": only a read that starts from here on may answer.
+        not_before=asyncio.get_running_loop().time() if no_cache else None,
     )
 
 
@@ -183,7 +186,7 @@ async def purge_order(request: web.Request) -> web.Response:
     order_id = validation.order_id(request.match_info["order_id"])
     request[RECORD].order_id = order_id
     merchant_id = select_merchant(request)
-    removed = await request.app[ORDER_SERVICE].purge(merchant_id, order_id)
+    removed = await request.app[ORDER_SERVICE].invalidate(merchant_id, order_id, "purge")
     return web.json_response(
         {"status": "purged", "merchant_id": merchant_id, "order_id": order_id, "entries": removed}
     )
@@ -198,12 +201,13 @@ _encode = msgspec.json.encode
 def _batch_item(
     order_id: str, status: int, cache: str | None, body: bytes, *, is_json: bool
 ) -> bytes:
-    """One result, with the body spliced in as it is (no re-encoding). 200 answers and the
-    proxy's own errors are known JSON; a 4xx Juspay sent may not be, and is then a string."""
+    """One result, with the body spliced in as it is (no re-encoding). The proxy's own errors
+    are known JSON; any other body is checked, and spliced in as a string if it is not JSON,
+    so one odd body can never break the whole answer."""
     if not is_json:
         try:
-            msgspec.json.decode(body)
-        except msgspec.DecodeError:
+            msgspec.json.decode(body, type=msgspec.Raw)
+        except (msgspec.DecodeError, RecursionError):
             body = _encode(body.decode("utf-8", "replace"))
     return (
         b'{"order_id":'
@@ -222,7 +226,7 @@ async def batch_get(request: web.Request) -> web.Response:
     """POST /orders:batchGet {"order_ids": [...]} — many orders, answered item by item."""
     try:
         wanted = request.app[DECODERS].batch_request.decode(await request.read())
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         raise BadRequest(f'the body must be {{"order_ids": [...]}}: {exc}') from None
     if not 1 <= len(wanted.order_ids) <= MAX_BATCH:
         raise BadRequest(f"order_ids must hold 1 to {MAX_BATCH} ids")
@@ -237,13 +241,8 @@ async def batch_get(request: web.Request) -> web.Response:
         except ProxyError as err:
             return _batch_item(raw_id[:80], err.status, None, error_body(err), is_json=True)
         entry = answer.entry
-        # A 200 body was decoded (as the status view) before it was accepted.
         return _batch_item(
-            order_id,
-            entry.status_code,
-            answer.cache.header,
-            entry.body,
-            is_json=entry.status_code == 200,
+            order_id, entry.status_code, answer.cache.header, entry.body, is_json=False
         )
 
     # Issued together, the cache lookups travel to Redis in one round trip, and misses are

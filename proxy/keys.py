@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from proxy.auth_types import WebhookCheck
+from proxy.cache.bus import EventBus
 from proxy.metrics import Metrics
 from proxy.models import Decoders
 from proxy.orders import OrderService
@@ -49,3 +50,5 @@ WEBHOOK_AUTH = web.AppKey("webhook_auth", WebhookCheck)
 OPENAPI = web.AppKey("openapi", bytes)
 DECODERS = web.AppKey("decoders", Decoders)
 WAITS = web.AppKey("waits", WaitRegistry)
+# Only with Redis: the event bus between replicas.
+BUS = web.AppKey("bus", EventBus)

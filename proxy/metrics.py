@@ -46,6 +46,16 @@ UPSTREAM_OUTCOMES = (
     "connection_error",
     "bad_body",
 )
+REDIS_OPERATIONS = (
+    "get",
+    "set",
+    "note",
+    "invalidate",
+    "ping",
+    "lock",
+    "publish",
+    "subscribe",
+)
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100)
 EXPOSITION_CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -117,6 +127,30 @@ class Metrics:
             "order_proxy_cache_stores",
             "Entries written to the cache, by layer and status class.",
             ["layer", "status_class"],
+            registry=r,
+        )
+        self.fenced_saves = Counter(
+            "order_proxy_cache_fenced_saves",
+            "Saves refused because the order was invalidated while their read was in flight.",
+            registry=r,
+        )
+        self.rejected_entries = Counter(
+            "order_proxy_cache_rejected_entries",
+            "Entries read from Redis and not served: undecodable, written for another key, "
+            "or a body that fails its checksum.",
+            ["reason"],
+            registry=r,
+        )
+        self.verifications = Counter(
+            "order_proxy_cache_verifications",
+            "Sampled cache hits re-read from Juspay in the background: did the cache match?",
+            ["result"],
+            registry=r,
+        )
+        self.invalidations = Counter(
+            "order_proxy_cache_invalidations",
+            "Orders invalidated (generation moved on, every variant dropped), by source.",
+            ["source"],
             registry=r,
         )
         self.policy_decisions = Counter(
@@ -239,8 +273,12 @@ class Metrics:
             self.upstream_requests.labels(outcome=outcome)
         for reason in ("circuit_open", "shed"):
             self.upstream_rejected.labels(reason=reason)
-        for operation in ("get", "set", "delete", "ping", "lock", "publish", "subscribe"):
+        for operation in REDIS_OPERATIONS:
             self.redis_errors.labels(operation=operation)
+        for result in ("match", "diverged"):
+            self.verifications.labels(result=result)
+        for reason in ("undecodable", "foreign_key", "checksum"):
+            self.rejected_entries.labels(reason=reason)
         # Hit and miss series exist from the start, so rate() sees their first increase.
         for route in ("order", "order_status"):
             for cache in ("hit", "miss"):

@@ -1,4 +1,4 @@
-"""msgspec types: Juspay's full Order, the small status view, error bodies and cache entries.
+"""msgspec types: Juspay's full Order, the small status view, webhooks and error bodies.
 
 Juspay's documents disagree on some field types (an "Integer" that samples show as a string,
 ids that are sometimes null), so identifier-like fields accept strings and numbers. Every field
@@ -224,10 +224,15 @@ class OrderStatusView(msgspec.Struct, kw_only=True):
     refunds: list[RefundStatusView] | None = None
 
 
+class WebhookOrder(msgspec.Struct, kw_only=True):
+    """Only what names the order in a webhook; the rest of its copy is never used."""
+
+    order_id: Text = None
+    merchant_id: Text = None
+
+
 class WebhookContent(msgspec.Struct, kw_only=True):
-    # Kept as raw bytes: they become the cached body, exactly as Juspay sent them.
-    # (msgspec.Raw cannot sit in a union; an absent order is an empty Raw.)
-    order: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    order: WebhookOrder | None = None
 
 
 class WebhookEvent(msgspec.Struct, kw_only=True):
@@ -259,25 +264,6 @@ class ErrorBody(msgspec.Struct, kw_only=True):
     error_info: ErrorInfo
 
 
-class CachedEntry(msgspec.Struct, array_like=True, frozen=True, gc=False):
-    """What the cache holds for one key: Juspay's bytes plus what is needed to answer.
-
-    gc=False: it holds only bytes, strings and numbers (no cycles are possible), so the
-    garbage collector need not track tens of thousands of them.
-    """
-
-    status_code: int
-    body: bytes
-    content_type: str
-    etag: str
-    # Wall-clock seconds, because entries are shared between replicas.
-    fetched_at: float
-    fresh_until: float
-    order_status: str
-    # The policy's class for this answer ("final", "failure", ...): decides stale use.
-    status_class: str
-
-
 class Decoders:
     """One reusable decoder per type, built once per application."""
 
@@ -286,5 +272,3 @@ class Decoders:
         self.status_view = msgspec.json.Decoder(OrderStatusView)
         self.webhook = msgspec.json.Decoder(WebhookEvent)
         self.batch_request = msgspec.json.Decoder(BatchRequest)
-        self.entry = msgspec.msgpack.Decoder(CachedEntry)
-        self.entry_encoder = msgspec.msgpack.Encoder()

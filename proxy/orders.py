@@ -1,36 +1,47 @@
 """The read-through order service: cache, then one shared upstream call per key, then policy.
 
-A request walks: cache lookup -> (miss) join or start the single in-flight upstream call for
-its key -> the caching policy decides whether and how long to store Juspay's answer. Every
-caller waiting on the same key gets the leader's answer, cacheable or not, error or not.
+A request walks: cache lookup -> (miss) join or start the in-flight upstream read for its
+key -> the caching policy decides whether and how long to store Juspay's answer -> a fenced
+save. Every caller waiting on the same read gets its answer, cacheable or not, error or not.
+
+Who may share a read in flight (so nobody is answered with a status from before an
+invalidation they could have known about):
+- a plain read joins a read only if both saw the order in the same generation (no
+  invalidation came in between); when Redis could not tell, only a read younger than
+  `_BLIND_JOIN_SECONDS`, the bound the contract allows for replicas to forget;
+- a no-cache read joins only a read that started after the no-cache request arrived.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-import hashlib
+import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import msgspec
 import structlog
 
 from proxy import policy
-from proxy.bus import EventBus
-from proxy.cache import OrderCache
-from proxy.coalesce import ReplicaCoalescer
-from proxy.errors import CacheUnavailableError, Overloaded, UpstreamError
+from proxy.cache.coalesce import ReplicaCoalescer
+from proxy.cache.entries import CachedEntry, etag_for
+from proxy.cache.facade import Fence, OrderCache
+from proxy.cache.keys import KeySchema
+from proxy.cache.memory import Fence as LocalFence
+from proxy.cache.redis import CacheUnavailable, Saved
+from proxy.errors import CacheUnavailableError, Overloaded, ProxyError, UpstreamError
 from proxy.metrics import Metrics
-from proxy.models import CachedEntry, OrderStatusView
-from proxy.settings import Settings
-from proxy.stores import entry_key, order_base
+from proxy.models import OrderStatusView
+from proxy.tasks import BackgroundTasks
 from proxy.upstream import JuspayClient, UpstreamCall
 
 log = structlog.get_logger("proxy.orders")
 
-# Bus event: every cached variant of an order (the key's base) changed or was dropped.
-INVALIDATED = "invalidated"
+# A miss whose Redis lookup failed cannot compare generations; it joins only a read this
+# young (an invalidation acknowledged elsewhere is then at most this old when it is served).
+_BLIND_JOIN_SECONDS = 1.0
 
 
 class CacheResult(enum.StrEnum):
@@ -58,6 +69,14 @@ class OrderQuery:
     full_gateway_response: bool = False
     routing_id: str | None = None
     no_cache: bool = False
+    # No-cache only: the loop time the request arrived; only a read that started at or after
+    # it may answer the request.
+    not_before: float | None = None
+
+
+def fresh(query: OrderQuery) -> OrderQuery:
+    """The same query as a no-cache read starting now."""
+    return replace(query, no_cache=True, not_before=asyncio.get_running_loop().time())
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +91,7 @@ class OrderAnswer:
 
 @dataclass(frozen=True, slots=True)
 class _Fetched:
-    """What one upstream call produced, shared by every caller that waited on it."""
+    """What one upstream read produced, shared by every caller that waited on it."""
 
     entry: CachedEntry
     # None when another replica made the call and shared its answer.
@@ -80,8 +99,27 @@ class _Fetched:
     upstream_elapsed: float | None
 
 
-def etag_for(body: bytes) -> str:
-    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+@dataclass(eq=False, slots=True)
+class _Flight:
+    """An upstream read in flight for one key, and what decides who may share it."""
+
+    task: asyncio.Task[_Fetched]
+    # What its creator's lookup saw: ("redis", generation) or ("memory", fence); None when
+    # the lookup failed or was skipped (no-cache).
+    seen: tuple[str, object] | None
+    local: LocalFence
+    started: float
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceOptions:
+    """The few settings the service itself needs."""
+
+    default_version: str
+    policy: policy.CachePolicy
+    stale_if_error_seconds: int
+    # Share of cache hits re-read from Juspay in the background to measure staleness.
+    verify_sample_rate: float = 0.0
 
 
 class OrderService:
@@ -89,42 +127,41 @@ class OrderService:
         self,
         cache: OrderCache,
         upstream: JuspayClient,
-        settings: Settings,
+        keys: KeySchema,
+        options: ServiceOptions,
         metrics: Metrics,
         *,
+        decode_view: Callable[[bytes], OrderStatusView],
+        background: BackgroundTasks,
         replicas: ReplicaCoalescer | None = None,
-        bus: EventBus | None = None,
         clock: Callable[[], float] = time.time,
+        sample: Callable[[], float] = random.random,
     ) -> None:
         self._cache = cache
-        self._bus = bus
-        self._default_version = settings.upstream.api_version
         self._upstream = upstream
-        self._replicas = replicas
-        self._policy = settings.cache.policy
-        self._stale_seconds = settings.cache.stale_if_error_seconds
-        self._prefix = settings.redis.key_prefix
+        self.keys = keys
+        self._options = options
+        self._policy = options.policy
         self._metrics = metrics
-        self._calls_saved = metrics.calls_saved
+        self._decode_view = decode_view
+        self.background = background
+        self._replicas = replicas
         self._clock = clock
-        self._inflight: dict[str, asyncio.Task[_Fetched]] = {}
+        self._sample = sample
+        self._calls_saved = metrics.calls_saved
+        self._inflight: dict[str, _Flight] = {}
 
     @property
     def cache(self) -> OrderCache:
         return self._cache
 
-    @property
-    def bus(self) -> EventBus | None:
-        return self._bus
-
     def key(self, query: OrderQuery) -> str:
-        return entry_key(
-            self._prefix,
-            query.merchant_id,
-            query.order_id,
-            query.version,
-            query.full_gateway_response,
+        return self.keys.entry(
+            query.merchant_id, query.order_id, query.version, query.full_gateway_response
         )
+
+    def base(self, merchant_id: str, order_id: str) -> str:
+        return self.keys.base(merchant_id, order_id)
 
     async def get(
         self, query: OrderQuery, on_result: Callable[[CacheResult], None] | None = None
@@ -134,36 +171,41 @@ class OrderService:
         key = self.key(query)
         result = CacheResult.BYPASS
         stale: CachedEntry | None = None
+        seen: tuple[str, object] | None = None
         if not query.no_cache:
-            cache = self._cache
-            entry = cache.peek(key)
-            failed = False
-            if entry is None and cache.remote is not None:
-                lookup = await cache.lookup(key)
-                entry, failed = lookup.entry, lookup.failed
+            entry, seen, failed = await self._cached(key)
             if entry is not None:
                 now = self._clock()
                 if now < entry.fresh_until:
                     self._calls_saved.inc()
+                    if self._options.verify_sample_rate > 0:
+                        self._maybe_verify(query, entry)
                     return OrderAnswer(entry, CacheResult.HIT, max(0, int(now - entry.fetched_at)))
-                # Kept past its TTL only for stale-if-error (final entries only, see _save).
+                # Kept past its TTL only for stale-if-error (final entries only, see _read).
                 stale = entry
             result = CacheResult.ERROR if failed else CacheResult.MISS
         if on_result is not None:
             on_result(result)
 
-        task = self._inflight.get(key)
-        coalesced = task is not None
-        if task is None:
-            task = asyncio.create_task(self._fetch(key, query), name=f"fetch:{query.order_id}")
-            self._inflight[key] = task
-            task.add_done_callback(self._forget(key))
+        loop = asyncio.get_running_loop()
+        flight = self._inflight.get(key)
+        coalesced = flight is not None and self._may_join(flight, query, key, seen, loop.time())
+        if flight is None or not coalesced:
+            local = self._cache.local_fence(key)
+            task = asyncio.create_task(
+                self._fetch(key, query, local), name=f"fetch:{query.order_id}"
+            )
+            flight = _Flight(task, seen, local, loop.time())
+            # The newest read is the one later requests may join; an older one still answers
+            # its own waiters.
+            self._inflight[key] = flight
+            task.add_done_callback(self._forget(key, flight))
         else:
             self._metrics.coalesced.inc()
-            self._metrics.calls_saved.inc()
-        # shield: a caller that goes away must not cancel the call others are waiting on.
+            self._calls_saved.inc()
+        # shield: a caller that goes away must not cancel the read others are waiting on.
         try:
-            fetched = await asyncio.shield(task)
+            fetched = await asyncio.shield(flight.task)
         except (UpstreamError, Overloaded) as exc:
             if stale is None or not self._may_serve_stale(stale):
                 raise
@@ -179,9 +221,41 @@ class OrderService:
             upstream_elapsed=fetched.upstream_elapsed,
         )
 
-    def _forget(self, key: str) -> Callable[[asyncio.Task[_Fetched]], None]:
+    async def _cached(self, key: str) -> tuple[CachedEntry | None, tuple[str, object] | None, bool]:
+        """The cached entry (fresh or not), what the lookup saw of the order's generation
+        (None if it could not tell), and whether Redis failed."""
+        cache = self._cache
+        entry = cache.peek(key)
+        if cache.remote is None:
+            return entry, ("memory", cache.local_fence(key)), False
+        if entry is not None:
+            return entry, None, False  # front entries are always fresh: a hit
+        lookup = await cache.lookup(key)
+        if lookup.failed:
+            return None, None, True
+        return lookup.entry, ("redis", lookup.generation), False
+
+    def _may_join(
+        self,
+        flight: _Flight,
+        query: OrderQuery,
+        key: str,
+        seen: tuple[str, object] | None,
+        now: float,
+    ) -> bool:
+        if query.no_cache:
+            return query.not_before is not None and flight.started >= query.not_before
+        if seen is not None:
+            return flight.seen == seen
+        # Redis could not tell whether the order was invalidated since this read began.
+        return (
+            self._cache.local_current(key, flight.local)
+            and now - flight.started <= _BLIND_JOIN_SECONDS
+        )
+
+    def _forget(self, key: str, flight: _Flight) -> Callable[[asyncio.Task[_Fetched]], None]:
         def done(task: asyncio.Task[_Fetched]) -> None:
-            if self._inflight.get(key) is task:
+            if self._inflight.get(key) is flight:
                 del self._inflight[key]
             # Mark the outcome as seen even if every waiter went away.
             if not task.cancelled():
@@ -192,20 +266,26 @@ class OrderService:
     def _may_serve_stale(self, entry: CachedEntry) -> bool:
         return (
             entry.status_class == policy.StatusClass.FINAL
-            and self._clock() - entry.fresh_until <= self._stale_seconds
+            and self._clock() - entry.fresh_until <= self._options.stale_if_error_seconds
         )
 
-    async def _fetch(self, key: str, query: OrderQuery) -> _Fetched:
-        if self._replicas is None:
-            return await self._fetch_upstream(key, query)
-        result = await self._replicas.run(
-            key, lambda: self._fetch_upstream(key, query), lambda fetched: fetched.entry
+    async def _fetch(self, key: str, query: OrderQuery, local: LocalFence) -> _Fetched:
+        replicas = self._replicas
+        if replicas is None:
+            fence = await self._cache.note(key, local)
+            return await self._read(key, query, fence)
+        result = await replicas.run(
+            key,
+            lambda generation: self._read(key, query, Fence(local, generation)),
+            lambda fetched: fetched.entry,
+            may_follow=not query.no_cache,
         )
         if isinstance(result, _Fetched):
             return result
         return _Fetched(result, None, None)
 
-    async def _fetch_upstream(self, key: str, query: OrderQuery) -> _Fetched:
+    async def _read(self, key: str, query: OrderQuery, fence: Fence) -> _Fetched:
+        """One upstream read, then the policy's decision and a fenced save."""
         answer = await self._upstream.fetch(
             UpstreamCall(
                 merchant_id=query.merchant_id,
@@ -222,6 +302,7 @@ class OrderService:
         ).inc()
         now = self._clock()
         entry = CachedEntry(
+            key=key,
             status_code=answer.status,
             body=answer.body,
             content_type=answer.content_type,
@@ -231,84 +312,90 @@ class OrderService:
             order_status=(answer.view.status or "") if answer.view else "",
             status_class=decision.status_class.value,
         )
-        if decision.store:
-            await self._save(key, entry, decision)
+        keep = decision.ttl
+        if decision.status_class is policy.StatusClass.FINAL and keep > 0:
+            keep += self._options.stale_if_error_seconds  # past fresh_until: only if Juspay fails
+        if keep > 0 or query.no_cache:
+            saved = await self._cache.save(
+                key, entry, keep, fence, decision.status_class.value, fresh=query.no_cache
+            )
+            if saved is Saved.CHANGED:
+                self._metrics.invalidations.labels(source="refresh").inc()
         return _Fetched(entry, answer.status, answer.elapsed)
 
-    async def _save(self, key: str, entry: CachedEntry, decision: policy.Decision) -> None:
-        keep = decision.ttl
-        if decision.status_class is policy.StatusClass.FINAL:
-            keep += self._stale_seconds  # past fresh_until it only answers when Juspay fails
-        await self._cache.save(key, entry, keep, decision.status_class.value)
-
-    def base(self, merchant_id: str, order_id: str) -> str:
-        return order_base(self._prefix, merchant_id, order_id)
-
-    async def purge(self, merchant_id: str, order_id: str) -> int:
-        """Drop every cached variant of one merchant's order; the count of entries dropped."""
-        base = self.base(merchant_id, order_id)
-        removed = await self._cache.drop_order(base)
-        if removed is None:
-            raise CacheUnavailableError("the cache could not be reached; nothing was purged")
-        self._metrics.purges.labels(source="purge").inc(removed)
-        await self._announce(base)
+    # --- invalidation -----------------------------------------------------------------------
+    async def invalidate(self, merchant_id: str, order_id: str, source: str) -> int:
+        """Drop every cached variant of one merchant's order, on every replica, and fence out
+        every read of it in flight; the count of entries dropped. Raises
+        CacheUnavailableError when that cannot be confirmed (nothing may be acknowledged)."""
+        try:
+            removed = await self._cache.invalidate(self.base(merchant_id, order_id))
+        except CacheUnavailable:
+            raise CacheUnavailableError(
+                "the cache could not confirm the invalidation; nothing was changed"
+            ) from None
+        self._metrics.invalidations.labels(source=source).inc()
+        self._metrics.purges.labels(source=source).inc(removed)
         return removed
 
-    async def absorb_webhook(
-        self,
-        merchant_id: str,
-        order_id: str,
-        body: bytes,
-        view: OrderStatusView,
-        event_time: float | None,
-    ) -> str:
-        """Apply the order in a Juspay webhook: refresh or drop its entries. Returns what
-        happened: "refreshed", "dropped" or "stale_event" (older than one already applied).
+    def refresh_later(self, merchant_id: str, order_id: str) -> bool:
+        """Read the order's default variant from Juspay in the background (after a webhook),
+        through the normal path: coalesced, fenced and policy-checked."""
+        query = OrderQuery(merchant_id, order_id, self._options.default_version)
+        return self.background.start(lambda: self._refresh(query), name=f"refresh:{order_id}")
 
-        Only an event newer than every earlier one for this order may write an entry, so a
-        replayed old event (Juspay retries for hours) never overwrites a newer state.
-        """
-        base = self.base(merchant_id, order_id)
-        newer: bool | None = None
-        if event_time is not None:
-            mark_ttl = max(self._policy.final_ttl, 3600)
-            newer = await self._cache.advance_mark(base, event_time, mark_ttl)
-            if newer is False:
-                return "stale_event"
-        removed = await self._cache.drop_order(base) or 0
-        self._metrics.purges.labels(source="webhook").inc(removed)
-        decision = policy.decide(200, view, order_id, self._policy)
-        self._metrics.policy_decisions.labels(
-            status_class=decision.status_class.value,
-            decision="store" if decision.store and newer else "skip",
-        ).inc()
-        result = "dropped"
-        if newer and decision.store:
-            now = self._clock()
-            entry = CachedEntry(
-                status_code=200,
-                body=body,
-                content_type="application/json",
-                etag=etag_for(body),
-                fetched_at=now,
-                fresh_until=now + decision.ttl,
-                order_status=view.status or "",
-                status_class=decision.status_class.value,
-            )
-            key = entry_key(self._prefix, merchant_id, order_id, self._default_version, False)
-            await self._save(key, entry, decision)
-            result = "refreshed"
-        await self._announce(base)
-        return result
+    async def _refresh(self, query: OrderQuery) -> None:
+        try:
+            await self.get(query)
+        except ProxyError as exc:
+            log.info("refresh_failed", order_id=query.order_id, error_code=exc.error_code)
 
-    async def _announce(self, base: str) -> None:
-        """Tell every replica (this one too) that an order's entries changed."""
-        if self._bus is not None:
-            await self._bus.publish(INVALIDATED, base)
+    # --- verification sample ----------------------------------------------------------------
+    def _maybe_verify(self, query: OrderQuery, served: CachedEntry) -> None:
+        if self._sample() >= self._options.verify_sample_rate:
+            return
+        if not self.background.start(
+            lambda: self._verify(query, served), name=f"verify:{query.order_id}"
+        ):
+            self._metrics.verifications.labels(result="skipped").inc()
+
+    async def _verify(self, query: OrderQuery, served: CachedEntry) -> None:
+        """Re-read a hit's order from Juspay and compare; a divergence also refreshes it."""
+        try:
+            answer = await self.get(fresh(query))
+        except ProxyError:
+            self._metrics.verifications.labels(result="error").inc()
+            return
+        ours, theirs = self._state(served), self._state(answer.entry)
+        if ours == theirs:
+            self._metrics.verifications.labels(result="match").inc()
+            return
+        self._metrics.verifications.labels(result="diverged").inc()
+        log.warning(
+            "cache_diverged",
+            merchant_id=query.merchant_id,
+            order_id=query.order_id,
+            cached_status=ours[1],
+            cached_refunds=list(ours[2]),
+            juspay_status=theirs[1],
+            juspay_refunds=list(theirs[2]),
+            cached_age=max(0, int(self._clock() - served.fetched_at)),
+        )
+
+    def _state(self, entry: CachedEntry) -> tuple[int, str, tuple[str, ...]]:
+        """What a caller acts on: HTTP status, order status and each refund's status."""
+        try:
+            view = self._decode_view(entry.body)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            # A 4xx body need not be JSON; its status code still counts.
+            return (entry.status_code, entry.order_status, ())
+        refunds = tuple(refund.status or "" for refund in view.refunds or ())
+        return (entry.status_code, view.status or "", refunds)
 
     async def close(self) -> None:
-        """Cancel upstream calls still under way (shutdown)."""
-        tasks = list(self._inflight.values())
+        """Cancel background work and upstream calls still under way (shutdown)."""
+        await self.background.close()
+        tasks = [flight.task for flight in self._inflight.values()]
         for task in tasks:
             task.cancel()
         if tasks:

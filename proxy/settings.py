@@ -109,6 +109,9 @@ class CacheSettings:
     # With Redis: how long a fresh entry may also be answered from this process' memory
     # (bounded by memory_max_entries/bytes, dropped on purges and webhooks; 0 turns it off).
     memory_layer_ttl_seconds: float = 30.0
+    # Share of cache hits re-read from Juspay in the background and compared, to measure how
+    # true the cache is (order_proxy_cache_verifications_total); 0 turns it off.
+    verify_sample_rate: float = 0.001
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +226,7 @@ class Settings:
                 "stale_if_error_seconds": self.cache.stale_if_error_seconds,
                 "distributed_coalescing": self.cache.distributed_coalescing,
                 "memory_layer_ttl_seconds": self.cache.memory_layer_ttl_seconds,
+                "verify_sample_rate": self.cache.verify_sample_rate,
             },
             "server": {
                 "host": self.server.host,
@@ -314,6 +318,7 @@ class _CacheToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     stale_if_error_seconds: int | None = None
     distributed_coalescing: bool | None = None
     memory_layer_ttl_seconds: float | None = None
+    verify_sample_rate: float | None = None
 
 
 class _CircuitToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -639,6 +644,13 @@ def _cache_settings(toml: _CacheToml) -> CacheSettings:
             CacheSettings().memory_layer_ttl_seconds,
             low=0.0,
             high=3600.0,
+        ),
+        verify_sample_rate=_number(
+            f"{name}.verify_sample_rate",
+            toml.verify_sample_rate,
+            CacheSettings().verify_sample_rate,
+            low=0.0,
+            high=1.0,
         ),
     )
 

@@ -325,7 +325,8 @@ class JuspayClient:
     ) -> UpstreamAnswer:
         try:
             view: OrderStatusView | None = self._decode_view(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            # RecursionError: hostile nesting is a bad body like any other, never a 500.
             view = None
         if status == 200:
             if view is None:

@@ -15,17 +15,18 @@ import asyncio
 import contextlib
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import structlog
 
-from proxy.bus import EventBus
+from proxy.cache.bus import INVALIDATED, EventBus
+from proxy.cache.keys import poll_key
+from proxy.cache.redis import CacheUnavailable, RedisStore
 from proxy.errors import Overloaded, ProxyError
 from proxy.metrics import Metrics
-from proxy.orders import INVALIDATED, OrderAnswer, OrderQuery, OrderService
+from proxy.orders import OrderAnswer, OrderQuery, OrderService, fresh
 from proxy.policy import StatusClass
 from proxy.settings import WaitSettings
-from proxy.stores import CacheUnavailable, RedisStore
 
 log = structlog.get_logger("proxy.waits")
 
@@ -143,7 +144,6 @@ class WaitRegistry:
     async def _run(self, watch: _Watch) -> None:
         s = self._settings
         delay = s.poll_initial_seconds
-        poll_query = replace(watch.query, no_cache=True)
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(watch.wake.wait(), timeout=delay)
@@ -153,7 +153,7 @@ class WaitRegistry:
                 query = watch.query  # someone refreshed or settled it: read, maybe a hit
             elif await self._may_poll(watch):
                 cause = "poll"
-                query = poll_query
+                query = fresh(watch.query)
                 self._metrics.wait_polls.inc()
             else:
                 delay = min(delay * s.poll_factor, s.poll_max_seconds)
@@ -182,7 +182,7 @@ class WaitRegistry:
             return True
         lease_ms = int(self._settings.poll_max_seconds * 2 * 1000)
         try:
-            return await self._store.hold(f"{watch.key}:poll", self._token, lease_ms)
+            return await self._store.hold(poll_key(watch.key), self._token, lease_ms)
         except CacheUnavailable:
             return True  # fail open: poll ourselves rather than leave waiters hanging
 

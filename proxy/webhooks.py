@@ -1,25 +1,31 @@
-"""POST /webhooks/juspay: Juspay's order and refund webhooks refresh or drop cache entries.
+"""POST /webhooks/juspay: Juspay's webhooks are signals that an order changed, not answers.
 
-Juspay retries anything but a 200 for hours, so the answer is fast and final: a request with
-bad credentials gets 401, a malformed or oversized body 400 (and changes nothing), and every
-well-formed event 200, whether it was applied, ignored (an event we do not act on) or stale.
+The handler authenticates, reads the whole body (bounded), decodes it defensively, and for
+the order the event names invalidates every cached variant on every replica, then refreshes
+the default variant with a read from Juspay in the background (coalesced, fenced, checked by
+the policy like any read). The webhook's own copy of the order is never stored or served: it
+is not byte-for-byte what the order-status API answers, and a webhook credential must not be
+a way to write anyone's cached answer.
+
+Juspay retries anything but a 200 for a day, so the answer means exactly this: 200 once the
+invalidation has taken effect (or there is nothing for us to do: an event we do not act on,
+a merchant we do not serve); 503 with Retry-After when Redis could not confirm it; 401 for
+bad credentials and 400 for a body that is not a webhook (nothing is changed for either).
 """
 
 from __future__ import annotations
-
-import datetime as dt
 
 import msgspec
 import structlog
 from aiohttp import hdrs, web
 
 from proxy import validation
-from proxy.errors import BadRequest, Unauthorized, error_response
+from proxy.errors import BadRequest, CacheUnavailableError, Unauthorized, error_response
 from proxy.keys import DECODERS, METRICS, ORDER_SERVICE, RECORD, SETTINGS, WEBHOOK_AUTH
 
 log = structlog.get_logger("proxy.webhooks")
 
-# Events whose payload carries the full order (see Juspay's webhook documentation).
+# Events whose `content.order` names the order that changed (Juspay's webhook documentation).
 ORDER_EVENTS = frozenset(
     {
         "ORDER_SUCCEEDED",
@@ -32,28 +38,23 @@ ORDER_EVENTS = frozenset(
         "TXN_CREATED",
     }
 )
+# Seconds Juspay (or whoever retries) should wait when the invalidation could not be confirmed.
+_RETRY_AFTER = 5
 _ok = msgspec.json.Encoder()
 
 
-def _event_time(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.timestamp()
-
-
-async def _read_capped(request: web.Request, limit: int) -> bytes:
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole request body, however it arrives (segments, chunked), up to `limit` bytes."""
     if request.content_length is not None and request.content_length > limit:
         raise BadRequest(f"webhook body over {limit} bytes")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise BadRequest(f"webhook body over {limit} bytes")
-    return body
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.readany():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(f"webhook body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _answer(result: str) -> web.Response:
@@ -73,37 +74,37 @@ async def juspay_webhook(request: web.Request) -> web.Response:
             {hdrs.WWW_AUTHENTICATE: 'Basic realm="order-proxy webhooks"'},
         )
     settings = app[SETTINGS]
-    decoders = app[DECODERS]
-    body = await _read_capped(request, settings.server.max_request_body_bytes)
+    body = await read_body(request, settings.server.max_request_body_bytes)
     try:
-        event = decoders.webhook.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+        event = app[DECODERS].webhook.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        # RecursionError: hostile nesting is a bad body like any other, never a 500.
         metrics.webhook_events.labels(event="invalid", result="rejected").inc()
         raise BadRequest("the body is not a Juspay webhook event") from None
     name = event.event_name or ""
     label = name.lower() if name in ORDER_EVENTS else "other"
-    order_body = bytes(event.content.order) if event.content is not None else b""
-    if name not in ORDER_EVENTS or order_body in (b"", b"null"):
+    order = event.content.order if event.content is not None else None
+    if name not in ORDER_EVENTS or order is None or order.order_id is None:
         metrics.webhook_events.labels(event=label, result="ignored").inc()
         return _answer("ignored")
 
-    try:
-        view = decoders.status_view.decode(order_body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        metrics.webhook_events.labels(event=label, result="rejected").inc()
-        raise BadRequest("content.order is not an order") from None
-    order_id = validation.order_id(view.order_id)
+    order_id = validation.order_id(order.order_id)
     record = request[RECORD]
     record.order_id = order_id
-    merchant_id = view.merchant_id or settings.default_merchant
+    merchant_id = order.merchant_id or settings.default_merchant
     if merchant_id is None or settings.merchant(merchant_id) is None:
         metrics.webhook_events.labels(event=label, result="unknown_merchant").inc()
         return _answer("unknown_merchant")
     record.merchant_id = merchant_id
-    result = await app[ORDER_SERVICE].absorb_webhook(
-        merchant_id, order_id, order_body, view, _event_time(event.date_created)
-    )
-    record.order_status = view.status
-    metrics.webhook_events.labels(event=label, result=result).inc()
-    log.info("webhook", event_name=name, event_id=event.id, order_id=order_id, result=result)
-    return _answer(result)
+    service = app[ORDER_SERVICE]
+    try:
+        await service.invalidate(merchant_id, order_id, "webhook")
+    except CacheUnavailableError as exc:
+        metrics.webhook_events.labels(event=label, result="unavailable").inc()
+        log.warning("webhook_not_applied", event_name=name, order_id=order_id)
+        exc.retry_after = _RETRY_AFTER
+        raise
+    service.refresh_later(merchant_id, order_id)
+    metrics.webhook_events.labels(event=label, result="invalidated").inc()
+    log.info("webhook", event_name=name, event_id=event.id, order_id=order_id)
+    return _answer("invalidated")

@@ -22,6 +22,7 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 from redis.cluster import key_slot
 
+from proxy.cache.keys import FORMAT
 from tests.support.cluster import RedisCluster3
 from tests.support.processes import ServiceProcess, proxy_process, simulator_process
 from tests.support.simctl import control, get
@@ -140,7 +141,7 @@ async def timed_get(
 
 async def keys_by_node(client: RedisCluster, order_id: str) -> dict[int, set[bytes]]:
     """This order's keys, per master port (only masters that hold some)."""
-    pattern = f"{PREFIX}:v1:{tag(order_id)}*"
+    pattern = f"{PREFIX}:{FORMAT}:{tag(order_id)}*"
     found: dict[int, set[bytes]] = {}
     await client.initialize()  # no-op once the client knows the topology
     primaries = client.get_primaries()
@@ -153,8 +154,11 @@ async def keys_by_node(client: RedisCluster, order_id: str) -> dict[int, set[byt
 
 
 def cached_entries(keys: set[bytes]) -> set[bytes]:
-    """Keys that hold the order's cache entries (and their index), not coalescing state."""
-    return {k for k in keys if not k.endswith((b":lock", b":answer"))}
+    """Keys that hold the order's cache entries (and their index), not coalescing state or
+    the order's generation (which an invalidation moves on rather than deletes)."""
+    return {
+        k for k in keys if not k.endswith((b":lock", b":answer", b":followers", b":gen", b":poll"))
+    }
 
 
 def basic(key: str) -> dict[str, str]:
@@ -198,7 +202,7 @@ async def test_miss_then_hit_on_every_master_and_each_orders_keys_live_on_one_no
             expected_port = cluster.ports[owners[order_id]]
             # Every key of the order (entry, variant index, ...) is on its slot's master.
             assert list(found) == [expected_port], (order_id, found)
-            stem = f"{PREFIX}:v1:{tag(order_id)}:".encode()
+            stem = f"{PREFIX}:{FORMAT}:{tag(order_id)}:".encode()
             assert all(key.startswith(stem) for key in found[expected_port])
             assert cached_entries(found[expected_port]), found
             holders.add(expected_port)

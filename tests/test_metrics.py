@@ -22,6 +22,7 @@ from proxy.metrics import (
     BATCH_BUCKETS,
     CACHE_RESULTS,
     LATENCY_BUCKETS,
+    REDIS_OPERATIONS,
     ROUTES,
     UPSTREAM_OUTCOMES,
 )
@@ -58,22 +59,22 @@ ALLOWED_LABEL_VALUES: Mapping[str, Callable[[str], bool]] = {
             "merchant_not_allowed",
             "webhook_credentials",
         }
+        | {"undecodable", "foreign_key", "checksum"}  # entries read back and not served
     ).__contains__,
     "layer": frozenset({"memory", "redis"}).__contains__,
-    # cache lookups; webhook outcomes; wait outcomes
+    # cache lookups; webhook outcomes; wait outcomes; verification samples
     "result": frozenset(
         {"hit", "miss", "error"}
-        | {"refreshed", "dropped", "stale_event", "ignored", "unknown_merchant", "rejected"}
+        | {"invalidated", "ignored", "unknown_merchant", "rejected", "unavailable"}
         | {"final", "timeout", "shed"}
+        | {"match", "diverged", "skipped"}
     ).__contains__,
     "event": re.compile(r"[a-z_]{1,40}").fullmatch,  # webhook event names, lower-cased, or other
     "cause": frozenset({"poll", "webhook", "peer"}).__contains__,
-    "source": frozenset({"purge", "webhook"}).__contains__,
+    "source": frozenset({"purge", "webhook", "refresh"}).__contains__,
     "status_class": frozenset(s.value for s in StatusClass).__contains__,
     "decision": frozenset({"store", "skip"}).__contains__,
-    "operation": frozenset(
-        {"get", "set", "delete", "ping", "lock", "publish", "subscribe"}
-    ).__contains__,
+    "operation": frozenset(REDIS_OPERATIONS).__contains__,
     "version": frozenset({__version__}).__contains__,
     "le": frozenset(
         [*(floatToGoString(b) for b in (*LATENCY_BUCKETS, *BATCH_BUCKETS)), "+Inf"]

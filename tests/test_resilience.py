@@ -10,11 +10,12 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
+from proxy.cache import keys
+from proxy.cache.entries import CachedEntry, EntryCodec, etag_for
 from proxy.circuit import CircuitBreaker, CircuitSettings, CircuitState
 from proxy.errors import CircuitOpen
 from proxy.keys import METRICS, ORDER_SERVICE
-from proxy.models import CachedEntry, Decoders
-from proxy.orders import OrderQuery, etag_for
+from proxy.orders import OrderQuery
 from proxy.settings import Settings
 from proxy.simulator import Fault, SimulatorState
 from tests.conftest import MERCHANT, ProxyFactory, make_settings
@@ -189,9 +190,19 @@ async def _seed_expired(
     key = service.key(OrderQuery(MERCHANT, order_id, "2023-06-30"))
     now = time.time()
     entry = CachedEntry(
-        200, body, "application/json", etag_for(body), now - 100, now - 10, "CHARGED", status_class
+        key=key,
+        status_code=200,
+        body=body,
+        content_type="application/json",
+        etag=etag_for(body),
+        fetched_at=now - 100,
+        fresh_until=now - 10,
+        order_status="CHARGED",
+        status_class=status_class,
+        generation="seeded",
     )
-    await redis_client.set(key, Decoders().entry_encoder.encode(entry), ex=600)
+    await redis_client.set(keys.gen_key(keys.base_of(key)), b"seeded", ex=600)
+    await redis_client.set(key, EntryCodec().encode(entry), ex=600)
 
 
 async def test_expired_final_entry_answers_stale_when_juspay_fails(

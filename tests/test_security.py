@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxy.auth import hash_key
+from proxy.keys import ORDER_SERVICE
 from proxy.logs import configure_logging
 from proxy.secrets import Secret
 from proxy.settings import ClientSettings, MerchantSettings, Settings, WebhookSettings
@@ -170,63 +171,83 @@ def charged(state: SimulatorState, order_id: str, **extra: object) -> dict[str, 
     return state.order_body(MERCHANT, order_id, "CHARGED", **extra)
 
 
-async def test_webhook_refreshes_the_entry_without_an_upstream_call(
+async def test_a_webhook_invalidates_and_the_proxy_reads_the_order_from_juspay(
     gateway: Client, simulator_state: SimulatorState
 ) -> None:
-    body = event(charged(simulator_state, "HOOK1", amount=42))
+    simulator_state.put_order(MERCHANT, "HOOK1", "CHARGED")
+    assert (await gateway.get("/orders/HOOK1", headers=basic(READER_KEY))).headers[
+        "X-Cache"
+    ] == "MISS"
+    # Juspay refunds the order, then tells us.
+    refund = {"id": "rf1", "status": "SUCCESS", "amount": 1}
+    simulator_state.put_order(MERCHANT, "HOOK1", "CHARGED", [refund])
+    body = event(charged(simulator_state, "HOOK1", refunds=[refund]), "ORDER_REFUNDED")
     resp = await gateway.post(
         "/webhooks/juspay", data=body, headers=basic(HOOK_USER, HOOK_PASSWORD)
     )
     assert resp.status == 200
-    assert await resp.json() == {"status": "ok", "result": "refreshed"}
+    assert await resp.json() == {"status": "ok", "result": "invalidated"}
+    await gateway.app[ORDER_SERVICE].background.join()  # the refresh it started
+    assert simulator_state.calls["HOOK1"] == 2
     hit = await gateway.get("/orders/HOOK1", headers=basic(READER_KEY))
     assert hit.headers["X-Cache"] == "HIT"
-    assert (await hit.json())["amount"] == 42
-    assert simulator_state.calls["HOOK1"] == 0
+    assert (await hit.json())["refunds"][0]["status"] == "SUCCESS"
 
 
-async def test_webhook_for_a_moving_order_drops_the_entry(
+async def test_the_webhooks_own_copy_of_the_order_is_never_served(
     gateway: Client, simulator_state: SimulatorState
 ) -> None:
-    await gateway.get(f"/orders/{ORDER}", headers=basic(READER_KEY))
-    refund = {"id": "rf1", "status": "PENDING", "amount": 1}
-    body = event(charged(simulator_state, ORDER, refunds=[refund]), "ORDER_REFUNDED")
+    simulator_state.put_order(MERCHANT, "HOOK2", "CHARGED", amount=10)
+    # Whoever holds the webhook credentials cannot write an answer: only Juspay's counts.
+    forged = event(charged(simulator_state, "HOOK2", amount=99_999, udf1="forged"))
     resp = await gateway.post(
-        "/webhooks/juspay", data=body, headers=basic(HOOK_USER, HOOK_PASSWORD)
+        "/webhooks/juspay", data=forged, headers=basic(HOOK_USER, HOOK_PASSWORD)
     )
-    # A pending refund is cacheable only briefly; it is applied (newer event) for 30 s.
-    assert (await resp.json())["result"] == "refreshed"
-    pending = {"order_id": "HOOK2", "status": "PENDING_VBV", "merchant_id": MERCHANT}
-    await gateway.post(
-        "/webhooks/juspay",
-        data=event(pending, "TXN_CREATED"),
-        headers=basic(HOOK_USER, HOOK_PASSWORD),
-    )
-    after = await gateway.get("/orders/HOOK2", headers=basic(READER_KEY))
-    assert after.headers["X-Cache"] == "MISS"
+    assert (await resp.json())["result"] == "invalidated"
+    await gateway.app[ORDER_SERVICE].background.join()
+    served = await gateway.get("/orders/HOOK2", headers=basic(READER_KEY))
+    assert served.headers["X-Cache"] == "HIT"  # what the refresh read from Juspay
+    assert (await served.json())["amount"] == 10
+    assert b"forged" not in await served.read()
 
 
-async def test_replayed_older_webhook_never_overwrites_a_newer_state(
+async def test_a_replayed_older_webhook_never_brings_back_an_older_state(
     gateway: Client, simulator_state: SimulatorState
 ) -> None:
     creds = basic(HOOK_USER, HOOK_PASSWORD)
     refund = {"id": "rf1", "status": "SUCCESS", "amount": 1}
-    newer = event(
-        charged(simulator_state, "HOOK3", refunds=[refund]),
-        "ORDER_REFUNDED",
-        "2026-11-21T12:00:00Z",
-    )
-    older = event(charged(simulator_state, "HOOK3"), "ORDER_SUCCEEDED", "2026-11-21T11:00:00Z")
-    assert (await (await gateway.post("/webhooks/juspay", data=newer, headers=creds)).json())[
-        "result"
-    ] == "refreshed"
-    for _ in range(2):  # replays, including the same event twice
-        replay = await gateway.post("/webhooks/juspay", data=older, headers=creds)
+    simulator_state.put_order(MERCHANT, "HOOK3", "CHARGED", [refund])
+    newer = event(charged(simulator_state, "HOOK3", refunds=[refund]), "ORDER_REFUNDED")
+    older = event(charged(simulator_state, "HOOK3"), "ORDER_SUCCEEDED", "2026-11-21T09:00:00Z")
+    for body in (newer, older, older, newer):  # replays, the same event twice included
+        replay = await gateway.post("/webhooks/juspay", data=body, headers=creds)
         assert replay.status == 200
-        assert (await replay.json())["result"] == "stale_event"
-    same = await gateway.post("/webhooks/juspay", data=newer, headers=creds)
-    assert (await same.json())["result"] == "stale_event"
+        assert (await replay.json())["result"] == "invalidated"
+    await gateway.app[ORDER_SERVICE].background.join()
     served = await (await gateway.get("/orders/HOOK3", headers=basic(READER_KEY))).json()
+    assert served["refunds"][0]["status"] == "SUCCESS"
+
+
+async def test_two_webhooks_for_one_order_in_the_same_second_are_both_applied(
+    gateway: Client, simulator_state: SimulatorState
+) -> None:
+    # Juspay's stamps have one-second resolution: the second event must not be "stale".
+    creds = basic(HOOK_USER, HOOK_PASSWORD)
+    same_second = "2026-11-21T10:00:00Z"
+    simulator_state.put_order(MERCHANT, "HOOK4", "CHARGED")
+    await gateway.get("/orders/HOOK4", headers=basic(READER_KEY))
+    pending = {"id": "rf4", "status": "PENDING", "amount": 1}
+    simulator_state.put_order(MERCHANT, "HOOK4", "CHARGED", [pending])
+    first = event(charged(simulator_state, "HOOK4"), "ORDER_REFUNDED", same_second)
+    assert (await gateway.post("/webhooks/juspay", data=first, headers=creds)).status == 200
+    await gateway.app[ORDER_SERVICE].background.join()
+    settled = {**pending, "status": "SUCCESS"}
+    simulator_state.put_order(MERCHANT, "HOOK4", "CHARGED", [settled])
+    second = event(charged(simulator_state, "HOOK4"), "ORDER_REFUNDED", same_second)
+    resp = await gateway.post("/webhooks/juspay", data=second, headers=creds)
+    assert (await resp.json())["result"] == "invalidated"
+    await gateway.app[ORDER_SERVICE].background.join()
+    served = await (await gateway.get("/orders/HOOK4", headers=basic(READER_KEY))).json()
     assert served["refunds"][0]["status"] == "SUCCESS"
 
 

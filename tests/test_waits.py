@@ -117,7 +117,7 @@ async def test_a_webhook_wakes_every_waiter_without_waiting_for_a_poll(
     loop = asyncio.get_running_loop()
     sent = loop.time()
     hook = await proxy.post("/webhooks/juspay", data=json.dumps(event), headers=HOOK)
-    assert (await hook.json())["result"] == "refreshed"
+    assert (await hook.json())["result"] == "invalidated"
     responses = await asyncio.gather(*waiters)
     assert loop.time() - sent < 2.0  # long before the 20 s poll
     assert {(await r.json())["status"] for r in responses} == {"CHARGED"}

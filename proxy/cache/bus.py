@@ -1,9 +1,15 @@
-"""Events between replicas over one Redis pub/sub channel.
+"""Events between replicas over one Redis pub/sub channel, with a link known to be alive.
 
 Each process keeps one subscription (owned by the app's cleanup context) and dispatches what
-arrives to local waiters and listeners: "answer ready for key K" wakes replicas waiting on
-another replica's upstream call. When Redis is unreachable the bus reconnects with backoff;
-meanwhile waiters simply time out and fall back, so nothing depends on it for correctness.
+arrives to local waiters and listeners: "order invalidated" drops in-process copies, "answer
+ready for key K" wakes replicas waiting on another replica's upstream call.
+
+Pub/sub delivers at most once, so the bus says whether it can be trusted. It is healthy only
+from a confirmed subscription on, and only while the link keeps answering: it pings every
+`ping_interval` and declares the link dead when nothing (message or pong) arrived for
+`dead_after` seconds, which catches a half-open connection that TCP alone would not notice
+for minutes. Every change of health is reported to `on_state` listeners: the in-process
+cache empties itself then, because messages may have been missed while the link was down.
 """
 
 from __future__ import annotations
@@ -25,6 +31,16 @@ from proxy.metrics import Metrics
 log = structlog.get_logger("proxy.bus")
 
 Listener = Callable[[str], None]
+StateListener = Callable[[bool], None]
+
+# Event kinds. INVALIDATED: every cached variant of an order (its key base) was dropped.
+INVALIDATED = "invalidated"
+ANSWER_READY = "answer"
+ANSWER_FAILED = "failed"
+
+
+class _LinkSilent(Exception):
+    """Nothing arrived on the subscription for too long: treat the link as dead."""
 
 
 class EventBus:
@@ -35,19 +51,29 @@ class EventBus:
         metrics: Metrics,
         *,
         timeout: float = 0.5,
+        ping_interval: float = 0.5,
+        dead_after: float = 1.5,
     ) -> None:
         self._client = client
         self._timeout = timeout
+        self._ping_interval = ping_interval
+        self._dead_after = dead_after
         self.channel = channel
         self._metrics = metrics
         self._waiters: dict[str, set[asyncio.Future[str]]] = defaultdict(set)
         self._listeners: dict[str, list[Listener]] = defaultdict(list)
+        self._state_listeners: list[StateListener] = []
         self._encode = msgspec.msgpack.Encoder().encode
         self._decode = msgspec.msgpack.Decoder(tuple[str, str]).decode
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._attempt = 0
+        # Set while the subscription is confirmed and the link answers.
         self.subscribed = asyncio.Event()
+
+    @property
+    def healthy(self) -> bool:
+        return self.subscribed.is_set()
 
     def closing(self) -> bool:
         return self._closing
@@ -71,6 +97,10 @@ class EventBus:
     def listen(self, kind: str, listener: Listener) -> None:
         """Call `listener(key)` for every event of this kind (from any replica, this one too)."""
         self._listeners[kind].append(listener)
+
+    def on_state(self, listener: StateListener) -> None:
+        """Call `listener(healthy)` whenever the bus becomes healthy or stops being so."""
+        self._state_listeners.append(listener)
 
     def waiter(self, key: str) -> asyncio.Future[str]:
         """A future that resolves with the kind of the next event about `key`."""
@@ -121,32 +151,68 @@ class EventBus:
         for listener in self._listeners.get(kind, ()):
             listener(key)
 
+    def _set_health(self, healthy: bool) -> None:
+        if healthy == self.subscribed.is_set():
+            return
+        if healthy:
+            self.subscribed.set()
+        else:
+            self.subscribed.clear()
+        for listener in self._state_listeners:
+            listener(healthy)
+
+    async def _session(self, pubsub: PubSub) -> None:
+        """Subscribe, then dispatch until the link fails or falls silent."""
+        loop = asyncio.get_running_loop()
+        # Connecting and subscribing wait on replies too: a black-holed link must not hang.
+        async with asyncio.timeout(self._dead_after):
+            await pubsub.subscribe(self.channel)
+        last_seen = loop.time()
+        next_ping = last_seen + self._ping_interval
+        while not self.closing():
+            message = await pubsub.get_message(timeout=self._ping_interval)
+            now = loop.time()
+            if message is not None:
+                last_seen = now
+                kind = message.get("type")
+                if kind == "message":
+                    self._dispatch(message["data"])
+                elif kind == "subscribe":
+                    # Only now are later messages sure to reach us; whatever was missed
+                    # before is forgotten by the state listeners.
+                    self._set_health(True)
+            if now - last_seen > self._dead_after:
+                raise _LinkSilent(f"nothing received for {now - last_seen:.1f}s")
+            if now >= next_ping:
+                next_ping = now + self._ping_interval
+                await pubsub.ping()
+
     async def _run(self) -> None:
         delay = 0.1
         while not self.closing():
             pubsub = None
+            was_healthy = False
             try:
                 pubsub = await self._pubsub()
-                await pubsub.subscribe(self.channel)
-                self.subscribed.set()
-                delay = 0.1
-                while not self.closing():
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message is not None and message.get("type") == "message":
-                        self._dispatch(message["data"])
+                await self._session(pubsub)
             except Exception as exc:  # this loop must outlive any client error
+                was_healthy = self.healthy
                 if self.closing():
                     return
-                if self.subscribed.is_set() or not isinstance(exc, RedisError | OSError):
+                if was_healthy or not isinstance(exc, RedisError | OSError | TimeoutError):
                     log.warning("bus_disconnected", error=type(exc).__name__)
-                self.subscribed.clear()
                 self._metrics.redis_errors.labels(operation="subscribe").inc()
             finally:
+                self._set_health(False)
                 if pubsub is not None:
                     with contextlib.suppress(Exception):
-                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+                        async with asyncio.timeout(self._timeout):
+                            await pubsub.aclose()  # type: ignore[no-untyped-call]
             if self.closing():
                 return
-            # Reconnect with capped exponential backoff; cancellation ends the loop.
+            # Reconnect with capped exponential backoff (from the start again after a link
+            # that worked); cancellation ends the loop.
+            if was_healthy:
+                delay = 0.1
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)

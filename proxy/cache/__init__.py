@@ -1,0 +1,1 @@
+"""The cache subsystem: key schema, entries, memory and Redis stores, fencing, bus, coalescing."""

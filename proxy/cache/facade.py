@@ -1,0 +1,294 @@
+"""The cache the order service uses: the memory layer, the Redis store behind it, fencing,
+and fail-open handling.
+
+Without Redis the memory store is the whole cache. With Redis, fresh entries are also kept
+in a small in-process front layer, so a hit usually costs no round trip. A front entry never
+outlives its freshness (nor `front_ttl`); invalidations on any replica drop it through the
+event bus; and whenever the bus is not known to be healthy the front layer is emptied and
+bypassed, because an invalidation it could miss must not leave it serving.
+
+A read notes a `Fence` before it calls Juspay (the order's generation in Redis and in this
+process); its save is refused if an invalidation came in between. Fenced-out saves are
+counted, never an error for the caller.
+
+A Redis problem never fails a read: the facade counts it, logs the change of state once
+(not once per request) and reports a miss, so the caller is answered from Juspay. An
+invalidation, though, is only acknowledged once Redis confirmed it (CacheUnavailable).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import msgspec
+import structlog
+
+from proxy.cache import memory
+from proxy.cache.bus import INVALIDATED, EventBus
+from proxy.cache.entries import CachedEntry
+from proxy.cache.keys import base_of
+from proxy.cache.memory import MemoryStore
+from proxy.cache.redis import CacheUnavailable, RedisStore, Saved
+from proxy.metrics import Metrics
+
+log = structlog.get_logger("proxy.cache")
+
+_LOG_EVERY_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    entry: CachedEntry | None
+    # Redis: the order's generation at the lookup (None: it has none yet).
+    generation: str | None = None
+    failed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """What a read noted before it called Juspay; its save is refused if either moved on."""
+
+    local: memory.Fence
+    # The order's Redis generation; None when Redis could not tell (then nothing is saved).
+    remote: str | None = None
+
+
+class OrderCache:
+    def __init__(
+        self,
+        memory_store: MemoryStore,
+        metrics: Metrics,
+        *,
+        remote: RedisStore | None = None,
+        bus: EventBus | None = None,
+        front_ttl: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._memory = memory_store
+        self.remote = remote
+        self._bus = bus
+        self._metrics = metrics
+        self._clock = clock
+        # With Redis, the memory store is a front layer (off when front_ttl is 0).
+        self._front_ttl = front_ttl if remote is not None else 0.0
+        self._healthy = True
+        self._logged_at = -_LOG_EVERY_SECONDS
+        lookups = metrics.cache_lookups
+        self._memory_hit = lookups.labels(layer="memory", result="hit")
+        self._memory_miss = lookups.labels(layer="memory", result="miss")
+        self._redis_hit = lookups.labels(layer="redis", result="hit")
+        self._redis_miss = lookups.labels(layer="redis", result="miss")
+        self._redis_error = lookups.labels(layer="redis", result="error")
+        self._fenced = metrics.fenced_saves
+        if remote is not None:
+            metrics.redis_up.set(1)
+        if bus is not None:
+            bus.listen(INVALIDATED, self.forget)
+            bus.on_state(self._bus_state_changed)
+
+    @property
+    def layer(self) -> str:
+        return "redis" if self.remote is not None else "memory"
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
+
+    def _usable_memory(self) -> MemoryStore | None:
+        if self.remote is None:
+            return self._memory
+        if self._front_ttl <= 0 or self._bus is None or not self._bus.healthy:
+            return None
+        return self._memory
+
+    # --- reads ------------------------------------------------------------------------------
+    def peek(self, key: str) -> CachedEntry | None:
+        """The in-process answer, without awaiting anything (the hot path)."""
+        memory_store = self._usable_memory()
+        if memory_store is None:
+            return None
+        entry = memory_store.get(key)
+        (self._memory_miss if entry is None else self._memory_hit).inc()
+        return entry
+
+    def local_fence(self, key: str) -> memory.Fence:
+        return self._memory.fence(base_of(key))
+
+    def local_current(self, key: str, fence: memory.Fence) -> bool:
+        return self._memory.current(base_of(key), fence)
+
+    async def lookup(self, key: str) -> Lookup:
+        """The answer from Redis (after peek() missed); fills the front layer when fresh."""
+        if self.remote is None:
+            return Lookup(None)
+        local = self.local_fence(key)
+        try:
+            entry, generation = await self.remote.lookup(key)
+        except CacheUnavailable as exc:
+            self._redis_error.inc()
+            self._failed("get", exc)
+            return Lookup(None, failed=True)
+        self._succeeded()
+        if entry is None:
+            self._redis_miss.inc()
+            return Lookup(None, generation)
+        self._redis_hit.inc()
+        self._fill_front(key, entry, local)
+        return Lookup(entry, generation)
+
+    def _fill_front(self, key: str, entry: CachedEntry, fence: memory.Fence) -> None:
+        memory_store = self._usable_memory()
+        if memory_store is None or memory_store is not self._memory or self.remote is None:
+            return
+        ttl = min(self._front_ttl, entry.fresh_until - self._clock())
+        # Fenced: an invalidation heard since the read began means this copy may be old.
+        if memory_store.set(key, entry, ttl, fence):
+            self._update_memory_gauges()
+
+    # --- writes -----------------------------------------------------------------------------
+    async def note(self, key: str, local: memory.Fence) -> Fence:
+        """The fence a read takes before calling Juspay (when no lock script noted it)."""
+        if self.remote is None:
+            return Fence(local)
+        try:
+            generation = await self.remote.note(base_of(key))
+        except CacheUnavailable as exc:
+            self._failed("note", exc)
+            return Fence(local)
+        self._succeeded()
+        return Fence(local, generation)
+
+    async def save(
+        self,
+        key: str,
+        entry: CachedEntry,
+        ttl: int,
+        fence: Fence,
+        status_class: str,
+        *,
+        fresh: bool = False,
+    ) -> Saved | None:
+        """Store an upstream answer (ttl 0: nothing to store) unless the order was invalidated
+        since `fence`. A `fresh` read (no-cache, verification) also invalidates the order if
+        what is cached for `key` differs. None when Redis could not be reached."""
+        if self.remote is None:
+            outcome = self._save_in_memory(key, entry, ttl, fence, fresh=fresh)
+        else:
+            if fence.remote is None:
+                return None  # unfenced: storing could undo an invalidation we cannot see
+            try:
+                if fresh:
+                    message = self._invalidation_message(base_of(key))
+                    outcome, entry = await self.remote.replace(
+                        key, entry, ttl, fence.remote, message
+                    )
+                elif ttl > 0:
+                    entry = msgspec.structs.replace(entry, generation=fence.remote)
+                    outcome = await self.remote.save(key, entry, ttl, fence.remote)
+                else:
+                    outcome = Saved.UNCHANGED
+            except CacheUnavailable as exc:
+                self._failed("set", exc)
+                return None
+            self._succeeded()
+            if outcome is Saved.CHANGED:
+                self.forget(base_of(key))
+            elif outcome is Saved.STORED:
+                self._fill_front(key, entry, fence.local)
+        if outcome is Saved.FENCED:
+            self._fenced.inc()
+        elif ttl > 0 and outcome in (Saved.STORED, Saved.CHANGED):
+            self._metrics.cache_stores.labels(layer=self.layer, status_class=status_class).inc()
+        self._update_memory_gauges()
+        return outcome
+
+    def _save_in_memory(
+        self, key: str, entry: CachedEntry, ttl: int, fence: Fence, *, fresh: bool
+    ) -> Saved:
+        store = self._memory
+        base = base_of(key)
+        if not store.current(base, fence.local):
+            return Saved.FENCED
+        if not fresh:
+            return Saved.STORED if store.set(key, entry, ttl) else Saved.UNCHANGED
+        known = store.etag_of(key)
+        changed = known is not None and known != entry.etag
+        if changed or ttl > 0:
+            # Move the generation on: older reads still in flight cannot overwrite this.
+            store.invalidate(base)
+        if ttl > 0 and store.set(key, entry, ttl):
+            return Saved.CHANGED if changed else Saved.STORED
+        return Saved.CHANGED if changed else Saved.UNCHANGED
+
+    async def invalidate(self, key_base: str) -> int:
+        """Drop every variant of one order and fence out every read in flight for it, on
+        every replica; the count of entries dropped. Raises CacheUnavailable when Redis
+        could not confirm it: the caller must not acknowledge it then."""
+        dropped = self._memory.invalidate(key_base)
+        self._update_memory_gauges()
+        if self.remote is None:
+            return dropped
+        try:
+            dropped = await self.remote.invalidate(key_base, self._invalidation_message(key_base))
+        except CacheUnavailable as exc:
+            self._failed("invalidate", exc)
+            raise
+        self._succeeded()
+        return dropped
+
+    def _invalidation_message(self, key_base: str) -> bytes:
+        assert self._bus is not None  # a Redis store always comes with its bus
+        return self._bus.message(INVALIDATED, key_base)
+
+    def forget(self, key_base: str) -> None:
+        """Another replica (or this one) invalidated an order: drop the in-process copies."""
+        if self._memory.invalidate(key_base):
+            self._update_memory_gauges()
+
+    def _bus_state_changed(self, healthy: bool) -> None:
+        # Messages may have been missed while the link was down (or is now): forget all.
+        self._memory.clear()
+        self._update_memory_gauges()
+
+    async def check(self) -> bool:
+        if self.remote is None:
+            return True
+        ok = await self.remote.ping()
+        if ok:
+            self._succeeded()
+        else:
+            self._failed("ping", CacheUnavailable("ping failed"))
+        return ok
+
+    def _failed(self, operation: str, exc: CacheUnavailable) -> None:
+        self._metrics.redis_errors.labels(operation=operation).inc()
+        if self._healthy:
+            self._healthy = False
+            self._metrics.redis_up.set(0)
+            if self._may_log():
+                log.warning(
+                    "cache_unavailable", layer=self.layer, operation=operation, error=str(exc)
+                )
+
+    def _succeeded(self) -> None:
+        if not self._healthy:
+            self._healthy = True
+            self._metrics.redis_up.set(1)
+            if self._may_log():
+                log.info("cache_recovered", layer=self.layer)
+
+    def _may_log(self) -> bool:
+        """State changes are logged at most every few seconds: during a partial outage
+        (one cluster master down) the state flips on nearly every request. Metrics count
+        every error regardless."""
+        now = time.monotonic()
+        if now - self._logged_at < _LOG_EVERY_SECONDS:
+            return False
+        self._logged_at = now
+        return True
+
+    def _update_memory_gauges(self) -> None:
+        self._metrics.memory_entries.set(len(self._memory))
+        self._metrics.memory_bytes.set(self._memory.bytes)

@@ -1,0 +1,352 @@
+"""The Redis store: entries fenced by per-order generations, invalidation, coalescing locks.
+
+Every write that could race an invalidation is one Lua script, so Redis applies it atomically
+against the order's generation (see keys.py for the layout):
+
+- a read notes the generation before it calls Juspay (creating one if the order has none);
+- its save stores only if the generation is unchanged (otherwise it is "fenced out");
+- an invalidation sets a new generation, drops every stored variant and tells every replica
+  over pub/sub, in one step: once it has answered, no read that started before it can store.
+
+Generations are random tokens, never counters: a generation that expired or was evicted and
+is created again can never equal one a read noted before, so losing one only fences out
+saves in flight. Entries carry the generation they were stored under and a lookup reads both
+(one MGET in one slot), so an entry whose generation moved on is never served, even if the
+variant index that lists it was lost.
+
+Every command goes through the auto-pipeline and any Redis trouble becomes CacheUnavailable,
+which the facade absorbs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
+
+from proxy.cache import keys
+from proxy.cache.entries import CachedEntry, EntryCodec, Rejected
+from proxy.cache.pipeline import AutoPipeline, RedisCommandError
+
+# How long a cluster slot whose node failed is skipped before one request probes it again.
+_SLOT_PAUSE_SECONDS = 1.0
+
+
+class CacheUnavailable(Exception):
+    """The store could not be reached or answered nonsense."""
+
+
+class Saved(enum.StrEnum):
+    """What became of a save."""
+
+    STORED = "stored"
+    # The order was invalidated after the read noted its generation: nothing was written.
+    FENCED = "fenced"
+    # A fresh read found the cached answer out of date and invalidated the order first.
+    CHANGED = "changed"
+    # Nothing to store and nothing changed.
+    UNCHANGED = "unchanged"
+
+
+def new_generation() -> str:
+    return uuid.uuid4().hex
+
+
+# Note the order's generation, creating it if there is none. KEYS: gen; ARGV: fresh, ttl s.
+_NOTE_SCRIPT = """
+local g = redis.call('GET', KEYS[1])
+if g then return g end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return ARGV[1]
+"""
+# Take the miss lock for a key and note the generation. A lock held by a read of an older
+# generation is taken over: its answer predates an invalidation and must not be shared now.
+# KEYS: lock, answer, gen; ARGV: token, lock ttl ms, fresh gen, gen ttl s.
+# Returns {1 if this caller leads, generation}.
+_LOCK_SCRIPT = """
+local g = redis.call('GET', KEYS[3])
+if not g then
+  redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4])
+  g = ARGV[3]
+end
+local held = redis.call('GET', KEYS[1])
+if held and string.sub(held, 34) == g then return {0, g} end
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. g, 'PX', ARGV[2])
+redis.call('DEL', KEYS[2])
+return {1, g}
+"""
+# Store an entry if the order's generation is still the one its read noted.
+# KEYS: entry, variants, gen; ARGV: value, ttl s, noted gen, etag. 1 stored, 0 fenced.
+_SAVE_SCRIPT = """
+if redis.call('GET', KEYS[3]) ~= ARGV[3] then return 0 end
+local ttl = tonumber(ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
+redis.call('HSET', KEYS[2], KEYS[1], ARGV[4])
+if redis.call('TTL', KEYS[2]) < ttl then redis.call('EXPIRE', KEYS[2], ttl) end
+if redis.call('TTL', KEYS[3]) < ttl then redis.call('EXPIRE', KEYS[3], ttl) end
+return 1
+"""
+# The save of a read that must reflect Juspay now (no-cache, verification). Fenced like a
+# save; if the variant cached for this key differs, the order is invalidated first; storing
+# also moves the generation on, so older reads still in flight cannot overwrite this answer.
+# KEYS: entry, variants, gen; ARGV: value ('' = nothing to store), ttl s, noted gen, etag,
+# fresh gen, gen ttl s, channel, message. 0 fenced, 1 stored, 2 changed, 3 unchanged.
+_REPLACE_SCRIPT = """
+if redis.call('GET', KEYS[3]) ~= ARGV[3] then return 0 end
+local result = 3
+local known = redis.call('HGET', KEYS[2], KEYS[1])
+if known and known ~= ARGV[4] then
+  for _, k in ipairs(redis.call('HKEYS', KEYS[2])) do redis.call('DEL', k) end
+  redis.call('DEL', KEYS[2])
+  redis.call('PUBLISH', ARGV[7], ARGV[8])
+  result = 2
+end
+if ARGV[1] == '' then
+  if result == 2 then redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6]) end
+  return result
+end
+local ttl = tonumber(ARGV[2])
+redis.call('SET', KEYS[3], ARGV[5], 'EX', math.max(ttl, tonumber(ARGV[6])))
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
+redis.call('HSET', KEYS[2], KEYS[1], ARGV[4])
+if redis.call('TTL', KEYS[2]) < ttl then redis.call('EXPIRE', KEYS[2], ttl) end
+if result == 3 then result = 1 end
+return result
+"""
+# Invalidate one order: a new generation, every variant dropped, every replica told.
+# KEYS: gen, variants; ARGV: fresh gen, gen ttl s, channel, message. The count dropped.
+_INVALIDATE_SCRIPT = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+local n = 0
+for _, k in ipairs(redis.call('HKEYS', KEYS[2])) do n = n + redis.call('DEL', k) end
+redis.call('DEL', KEYS[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return n
+"""
+# The leader's answer for followers on other replicas, and the lock released, in one round
+# trip; only while this leader still holds the lock (an invalidation may have let a newer
+# read take it over). The answer is shared (and announced) only if a follower said it is
+# waiting. KEYS: answer, lock, followers; ARGV: answer, ttl ms, lock value, channel, message.
+_SHARE_SCRIPT = """
+if redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  redis.call('PUBLISH', ARGV[4], ARGV[5])
+end
+redis.call('DEL', KEYS[2])
+return 1
+"""
+# Hold (take or extend) a lease. KEYS[1] lease key; ARGV: token, ttl ms. 1 if ours now.
+_HOLD_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"""
+# Release a lock only if this token holds it (whatever generation it was taken for).
+# KEYS[1] lock key; ARGV[1] token.
+_UNLOCK_SCRIPT = """
+local held = redis.call('GET', KEYS[1])
+if held and string.sub(held, 1, 32) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class RedisStore:
+    """Entries in Redis, msgpack-encoded, expiring with Redis' own TTL."""
+
+    layer = "redis"
+
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        *,
+        channel: str,
+        timeout: float,
+        generation_ttl: int,
+        on_batch: Callable[[int], None] | None = None,
+        on_rejected: Callable[[Rejected], None] | None = None,
+    ) -> None:
+        self._client = client
+        self._pipe = AutoPipeline(client, timeout=timeout, on_batch=on_batch)
+        self._codec = EntryCodec()
+        self._channel = channel
+        # How long a generation outlives its last use (saves extend it to the entry's TTL).
+        self._gen_ttl = generation_ttl
+        self._on_rejected = on_rejected
+        # Cluster only: slots whose node just failed are skipped for a moment. Every command
+        # sent to a dead master makes redis-py refresh the topology and drop connections,
+        # which under load disrupts lookups on the healthy masters too.
+        self._cluster = isinstance(client, RedisCluster)
+        self._slot_down_until: dict[int, float] = {}
+
+    @property
+    def channel(self) -> str:
+        return self._channel
+
+    async def _call(self, *args: Any, key: str) -> Any:
+        slot = key_slot(key.encode()) if self._cluster else 0
+        if self._cluster and self._slot_down_until:
+            until = self._slot_down_until.get(slot)
+            if until is not None:
+                if time.monotonic() < until:
+                    raise CacheUnavailable("slot recently failed")
+                del self._slot_down_until[slot]
+        try:
+            return await self._pipe.call(*args)
+        except RedisCommandError as exc:
+            if self._cluster:
+                self._slot_down_until[slot] = time.monotonic() + _SLOT_PAUSE_SECONDS
+            raise CacheUnavailable(exc.reason) from exc
+
+    async def _script(self, script: str, keys_: Sequence[str], *args: Any) -> Any:
+        # EVAL with the text (not EVALSHA): survives a Redis restart that forgot the scripts;
+        # Redis caches the compiled script by its hash anyway.
+        return await self._call("EVAL", script, len(keys_), *keys_, *args, key=keys_[0])
+
+    def _checked(self, raw: object, key: str) -> CachedEntry | None:
+        if not isinstance(raw, bytes):  # decode_responses is off, so None or bytes
+            return None
+        entry = self._codec.decode(raw, key)
+        if isinstance(entry, Rejected):
+            if self._on_rejected is not None:
+                self._on_rejected(entry)
+            return None
+        return entry
+
+    # --- reads ----------------------------------------------------------------------------
+    async def lookup(self, key: str) -> tuple[CachedEntry | None, str | None]:
+        """The entry stored for `key` (if it is valid under the order's current generation)
+        and that generation (None if the order has none yet)."""
+        raw, gen = await self._call("MGET", key, keys.gen_key(keys.base_of(key)), key=key)
+        generation = gen.decode() if isinstance(gen, bytes) else None
+        entry = self._checked(raw, key)
+        if entry is not None and entry.generation != generation:
+            entry = None  # stored before the last invalidation (its index may have been lost)
+        return entry, generation
+
+    async def get_shared(self, key: str) -> CachedEntry | None:
+        """A leader's shared answer for `key` (followers on other replicas read it)."""
+        return self._checked(await self._call("GET", keys.answer_key(key), key=key), key)
+
+    async def note(self, base: str) -> str:
+        """The order's generation now, created if absent: a read notes it before calling."""
+        gen = await self._script(
+            _NOTE_SCRIPT, [keys.gen_key(base)], new_generation(), self._gen_ttl
+        )
+        return _text(gen)
+
+    # --- writes ---------------------------------------------------------------------------
+    async def save(self, key: str, entry: CachedEntry, ttl: int, generation: str) -> Saved:
+        base = keys.base_of(key)
+        stored = await self._script(
+            _SAVE_SCRIPT,
+            [key, keys.variants_key(base), keys.gen_key(base)],
+            self._codec.encode(entry),
+            ttl,
+            generation,
+            entry.etag,
+        )
+        return Saved.STORED if stored == 1 else Saved.FENCED
+
+    async def replace(
+        self, key: str, entry: CachedEntry, ttl: int, generation: str, message: bytes
+    ) -> tuple[Saved, CachedEntry]:
+        """Save a fresh read's answer (ttl 0: nothing to store), invalidating the order first
+        if what is cached for `key` differs. Returns the outcome and the entry as stored."""
+        base = keys.base_of(key)
+        fresh = new_generation()
+        stored = msgspec.structs.replace(entry, generation=fresh)
+        result = await self._script(
+            _REPLACE_SCRIPT,
+            [key, keys.variants_key(base), keys.gen_key(base)],
+            self._codec.encode(stored) if ttl > 0 else b"",
+            max(ttl, 1),
+            generation,
+            entry.etag,
+            fresh,
+            self._gen_ttl,
+            self._channel,
+            message,
+        )
+        outcome = {0: Saved.FENCED, 1: Saved.STORED, 2: Saved.CHANGED}.get(
+            int(result), Saved.UNCHANGED
+        )
+        return outcome, stored
+
+    async def invalidate(self, base: str, message: bytes) -> int:
+        """Move the order to a new generation, drop every variant, tell every replica; the
+        count of entries dropped. Once this returns, no earlier read can store."""
+        dropped = await self._script(
+            _INVALIDATE_SCRIPT,
+            [keys.gen_key(base), keys.variants_key(base)],
+            new_generation(),
+            self._gen_ttl,
+            self._channel,
+            message,
+        )
+        return int(dropped)
+
+    # --- coalescing and leases ------------------------------------------------------------
+    async def lock(self, key: str, token: str, ttl_ms: int) -> tuple[bool, str]:
+        """Lead the upstream read for `key` or follow the one under way; and the generation."""
+        base = keys.base_of(key)
+        leader, gen = await self._script(
+            _LOCK_SCRIPT,
+            [keys.lock_key(key), keys.answer_key(key), keys.gen_key(base)],
+            token,
+            ttl_ms,
+            new_generation(),
+            self._gen_ttl,
+        )
+        return int(leader) == 1, _text(gen)
+
+    async def flag_follower(self, key: str, ttl_ms: int) -> None:
+        await self._call("SET", keys.followers_key(key), b"1", "PX", ttl_ms, key=key)
+
+    async def share(
+        self, key: str, entry: CachedEntry, *, lock_value: str, ttl_ms: int, message: bytes
+    ) -> None:
+        await self._script(
+            _SHARE_SCRIPT,
+            [keys.answer_key(key), keys.lock_key(key), keys.followers_key(key)],
+            self._codec.encode(entry),
+            ttl_ms,
+            lock_value,
+            self._channel,
+            message,
+        )
+
+    async def unlock(self, key: str, token: str) -> None:
+        await self._script(_UNLOCK_SCRIPT, [keys.lock_key(key)], token)
+
+    async def hold(self, key: str, token: str, ttl_ms: int) -> bool:
+        return bool(await self._script(_HOLD_SCRIPT, [key], token, ttl_ms))
+
+    async def ping(self) -> bool:
+        try:
+            async with asyncio.timeout(1.0):
+                return bool(await self._client.ping())
+        except Exception:  # any client failure means "not reachable" here
+            return False
+
+    async def close(self) -> None:
+        await self._pipe.close()
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, str):
+        return value
+    raise CacheUnavailable(f"unexpected reply {type(value).__name__}")
