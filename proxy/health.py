@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from proxy.keys import LIFECYCLE, METRICS, OPENAPI, ORDER_SERVICE
+from proxy.keys import BUS, LIFECYCLE, METRICS, OPENAPI, ORDER_SERVICE
 from proxy.metrics import EXPOSITION_CONTENT_TYPE
 
 _json = msgspec.json.Encoder()
@@ -29,8 +29,15 @@ async def readyz(request: web.Request) -> web.Response:
         body["status"] = "ready"
     if service is not None:
         cache = service.cache
-        if cache.layer == "redis":
-            body["cache"] = {"layer": "redis", "redis": "up" if await cache.check() else "down"}
+        bus = request.app.get(BUS)
+        if cache.layer == "redis" and bus is not None:
+            body["cache"] = {
+                "layer": "redis",
+                "redis": "up" if await cache.check() else "down",
+                # Down: invalidations from other replicas may be missed, so this replica's
+                # memory layer is bypassed until the subscription is back.
+                "bus": "up" if bus.healthy else "down",
+            }
         else:
             body["cache"] = {"layer": "memory"}
     status = 200 if body["status"] == "ready" else 503

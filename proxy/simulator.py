@@ -67,6 +67,7 @@ FAULT_KINDS = (
     "oversized",  # a valid-looking body of `size` bytes (default 2 MiB)
     "wrong_order",  # a valid order, but for another order id
     "not_json_object",  # HTTP 200 with a JSON array
+    "deep_json",  # HTTP 200 with JSON nested 100,000 levels deep
 )
 
 
@@ -156,6 +157,8 @@ class SimulatorState:
         self.calls: Counter[str] = Counter()
         self.in_flight = 0
         self.max_in_flight = 0
+        # Woken whenever a read starts, for callers waiting until reads are in flight.
+        self._read_started = asyncio.Condition()
         self.closing = asyncio.Event()
         self._template = json.loads(load_sample(TEMPLATE_SAMPLE))
 
@@ -279,6 +282,20 @@ class SimulatorState:
                 return fault
         return None
 
+    async def started_read(self) -> None:
+        async with self._read_started:
+            self._read_started.notify_all()
+
+    async def until_in_flight(self, count: int, within: float) -> bool:
+        """Wait until at least `count` reads are being answered; False if time ran out."""
+        async with self._read_started:
+            try:
+                async with asyncio.timeout(within):
+                    await self._read_started.wait_for(lambda: self.in_flight >= count)
+            except TimeoutError:
+                return False
+        return True
+
     async def pause(self, seconds: float) -> None:
         """Sleep, but wake at once when the simulator shuts down."""
         with contextlib.suppress(TimeoutError):
@@ -363,6 +380,12 @@ async def _apply_fault(
         return _json(other)
     if kind == "not_json_object":
         return _json([{"order_id": order_id, "status": "CHARGED"}])
+    if kind == "deep_json":
+        depth = 100_000
+        nested = b'{"order_id": "' + order_id.encode() + b'", "x": ' + b"[" * depth
+        return web.Response(
+            status=200, body=nested + b"]" * depth + b"}", content_type="application/json"
+        )
     return None
 
 
@@ -370,6 +393,7 @@ async def order_status(request: web.Request) -> web.StreamResponse:
     state = request.app[SIMULATOR_STATE]
     state.in_flight += 1
     state.max_in_flight = max(state.max_in_flight, state.in_flight)
+    await state.started_read()
     try:
         return await _order_status(request, state)
     finally:
@@ -491,6 +515,15 @@ async def control_faults(request: web.Request) -> web.Response:
     return _json({"ok": True})
 
 
+async def control_wait_in_flight(request: web.Request) -> web.Response:
+    """Answer once `count` reads are in flight (or `timeout` seconds pass): a test in another
+    process can then act while a read is held, without polling."""
+    state = request.app[SIMULATOR_STATE]
+    data = await request.json()
+    reached = await state.until_in_flight(int(data.get("count", 1)), float(data.get("timeout", 5)))
+    return _json({"reached": reached, "in_flight": state.in_flight})
+
+
 async def control_reset(request: web.Request) -> web.Response:
     state = request.app[SIMULATOR_STATE]
     state.clear_faults()
@@ -517,4 +550,5 @@ def create_simulator_app(state: SimulatorState | None = None) -> web.Application
     app.router.add_post("/__sim/faults", control_faults)
     app.router.add_delete("/__sim/faults", control_faults)
     app.router.add_post("/__sim/reset", control_reset)
+    app.router.add_post("/__sim/wait_in_flight", control_wait_in_flight)
     return app

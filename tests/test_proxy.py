@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
-from proxy.keys import ORDER_SERVICE
+from proxy.keys import BUS, ORDER_SERVICE
 from proxy.orders import OrderQuery
 from proxy.policy import CachePolicy
 from proxy.settings import CacheSettings
@@ -382,9 +382,13 @@ async def test_in_process_cache_serves_hits_without_redis(
 async def test_health_and_readiness(make_proxy: ProxyFactory) -> None:
     proxy = await make_proxy()
     assert (await proxy.get("/healthz")).status == 200
+    await asyncio.wait_for(proxy.app[BUS].subscribed.wait(), timeout=5)
     ready = await proxy.get("/readyz")
     assert ready.status == 200
-    assert await ready.json() == {"status": "ready", "cache": {"layer": "redis", "redis": "up"}}
+    assert await ready.json() == {
+        "status": "ready",
+        "cache": {"layer": "redis", "redis": "up", "bus": "up"},
+    }
 
 
 async def test_unknown_route_is_a_juspay_shaped_404(make_proxy: ProxyFactory) -> None:
