@@ -215,6 +215,18 @@ class RefundStatusView(msgspec.Struct, kw_only=True):
     status: Text = None
 
 
+# The mandate and chargeback leaves take any JSON value: a 200 whose status view fails to
+# decode is refused as a bad body, and these blocks are not the documented core of an order.
+class MandateStatusView(msgspec.Struct, kw_only=True):
+    mandate_status: Any = None
+
+
+class ChargebackStatusView(msgspec.Struct, kw_only=True):
+    dispute_status: Any = None
+    status: Any = None
+    date_resolved: Any = None
+
+
 class OrderStatusView(msgspec.Struct, kw_only=True):
     """Only what the caching decision needs; decoding it skips everything else in the body."""
 
@@ -222,6 +234,8 @@ class OrderStatusView(msgspec.Struct, kw_only=True):
     merchant_id: Text = None
     status: Text = None
     refunds: list[RefundStatusView] | None = None
+    mandate: MandateStatusView | None = None
+    chargebacks: list[ChargebackStatusView | None] | None = None
 
 
 class WebhookOrder(msgspec.Struct, kw_only=True):

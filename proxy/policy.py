@@ -4,6 +4,8 @@ The rules, from Juspay's own documentation:
 - CHARGED, AUTO_REFUNDED and VOIDED no longer change once every refund is settled (SUCCESS or
   FAILURE): cached long.
 - A refund that is still PENDING (or in MANUAL_REVIEW) changes the order: cached briefly.
+- So does a mandate that is still live (CREATED, ACTIVE, PAUSED: it lasts until revoked or
+  expired) and a chargeback that is still open: such a final order is cached briefly too.
 - Failure statuses are not final: an order allows up to 25 attempts, and a late gateway success
   turns a failed order into CHARGED. Cached briefly.
 - Juspay's NOT_FOUND answer may be cached briefly, off by default (an order created a moment
@@ -17,7 +19,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from proxy.models import OrderStatusView
+from proxy.models import ChargebackStatusView, MandateStatusView, OrderStatusView
 
 FINAL_STATUSES = frozenset({"CHARGED", "AUTO_REFUNDED", "VOIDED"})
 FAILURE_STATUSES = frozenset(
@@ -46,6 +48,30 @@ IN_PROGRESS_STATUSES = frozenset(
 )
 NOT_FOUND = "NOT_FOUND"
 SETTLED_REFUND_STATUSES = frozenset({"SUCCESS", "FAILURE"})
+# Juspay's mandate statuses: CREATED, ACTIVE and PAUSED can still change; these cannot. Any other
+# value (or none) counts as live, as an unknown order status counts as moving.
+OPEN_MANDATE_STATUSES = frozenset({"CREATED", "ACTIVE", "PAUSED"})
+FINAL_MANDATE_STATUSES = frozenset({"REVOKED", "FAILURE", "EXPIRED"})
+# Juspay's chargeback lifecycle, from its chargeback webhook events: received, under review and
+# evidence required are open; resolved (in the merchant's or the customer's favour), cancelled,
+# refunded and expired are closed. The order-status pages do not publish the chargeback object,
+# so a chargeback counts as closed only when its `dispute_status` (else `status`), upper-cased
+# and without a `CHARGEBACK_` prefix, is one of these, or when it has a `date_resolved`;
+# anything else, an unknown or missing status included, counts as open.
+OPEN_CHARGEBACK_STATUSES = frozenset({"RECEIVED", "UNDER_REVIEW", "EVIDENCE_REQUIRED"})
+CLOSED_CHARGEBACK_STATUSES = frozenset(
+    {
+        "RESOLVED",
+        "RESOLVED_IN_MERCHANT_FAVOUR",
+        "RESOLVED_IN_MERCHANT_FAVOR",
+        "RESOLVED_IN_CUSTOMER_FAVOUR",
+        "RESOLVED_IN_CUSTOMER_FAVOR",
+        "CANCELLED",
+        "CANCELED",
+        "REFUNDED",
+        "EXPIRED",
+    }
+)
 CACHEABLE_STATUSES = FINAL_STATUSES | FAILURE_STATUSES | {NOT_FOUND}
 KNOWN_STATUSES = FINAL_STATUSES | FAILURE_STATUSES | IN_PROGRESS_STATUSES | {NOT_FOUND}
 
@@ -55,6 +81,8 @@ class StatusClass(enum.StrEnum):
 
     FINAL = "final"
     REFUND_PENDING = "refund_pending"
+    CHARGEBACK_OPEN = "chargeback_open"  # a final status with an open chargeback
+    MANDATE_OPEN = "mandate_open"  # a final status whose mandate is still live
     FAILURE = "failure"
     NOT_FOUND = "not_found"
     IN_PROGRESS = "in_progress"
@@ -69,6 +97,8 @@ class CachePolicy:
     final_ttl: int = 24 * 3600
     failure_ttl: int = 30
     refund_pending_ttl: int = 30
+    # A final status whose mandate is live or that has an open chargeback.
+    changing_ttl: int = 30
     not_found_ttl: int = 0
     # Per-status overrides, only for statuses in CACHEABLE_STATUSES (checked by settings).
     status_ttls: tuple[tuple[str, int], ...] = ()
@@ -78,6 +108,7 @@ class CachePolicy:
             "final": self.final_ttl,
             "failure": self.failure_ttl,
             "refund_pending": self.refund_pending_ttl,
+            "changing": self.changing_ttl,
             "not_found": self.not_found_ttl,
         }
         out.update({f"status:{status}": ttl for status, ttl in self.status_ttls})
@@ -107,16 +138,41 @@ def classify(http_status: int, view: OrderStatusView | None, order_id: str) -> S
         return StatusClass.INVALID
     status = view.status
     if status in FINAL_STATUSES:
+        # Several may hold; the first of these names the class (all are short-lived).
         refunds = view.refunds or []
-        if all(refund.status in SETTLED_REFUND_STATUSES for refund in refunds):
-            return StatusClass.FINAL
-        return StatusClass.REFUND_PENDING
+        if not all(refund.status in SETTLED_REFUND_STATUSES for refund in refunds):
+            return StatusClass.REFUND_PENDING
+        if any(chargeback_is_open(cb) for cb in view.chargebacks or []):
+            return StatusClass.CHARGEBACK_OPEN
+        if view.mandate is not None and mandate_is_open(view.mandate):
+            return StatusClass.MANDATE_OPEN
+        return StatusClass.FINAL
     if status in FAILURE_STATUSES:
         return StatusClass.FAILURE
     if status in IN_PROGRESS_STATUSES:
         return StatusClass.IN_PROGRESS
     # NOT_FOUND in a 200, or a status Juspay added after we were written.
     return StatusClass.UNKNOWN
+
+
+def mandate_is_open(mandate: MandateStatusView) -> bool:
+    """A mandate that can still change: CREATED, ACTIVE, PAUSED, or a status we do not know."""
+    status = mandate.mandate_status
+    return not (isinstance(status, str) and status in FINAL_MANDATE_STATUSES)
+
+
+def chargeback_is_open(chargeback: ChargebackStatusView | None) -> bool:
+    """A chargeback not (yet) known to be closed; see CLOSED_CHARGEBACK_STATUSES."""
+    if chargeback is None:
+        return False
+    if chargeback.date_resolved not in (None, ""):
+        return False
+    raw = chargeback.dispute_status if chargeback.dispute_status is not None else chargeback.status
+    if not isinstance(raw, str):
+        return True
+    status = raw.strip().upper().replace(" ", "_").replace("-", "_")
+    status = status.removeprefix("CHARGEBACK_")
+    return status not in CLOSED_CHARGEBACK_STATUSES
 
 
 def decide(
@@ -127,10 +183,13 @@ def decide(
     ttl = {
         StatusClass.FINAL: policy.final_ttl,
         StatusClass.REFUND_PENDING: policy.refund_pending_ttl,
+        StatusClass.CHARGEBACK_OPEN: policy.changing_ttl,
+        StatusClass.MANDATE_OPEN: policy.changing_ttl,
         StatusClass.FAILURE: policy.failure_ttl,
         StatusClass.NOT_FOUND: policy.not_found_ttl,
     }.get(status_class, 0)
-    # A per-status override replaces the class TTL; a pending refund always keeps its short one.
+    # A per-status override replaces the class TTL; a pending refund, a live mandate and an open
+    # chargeback always keep their short ones.
     if status_class in _OVERRIDABLE and view is not None and view.status is not None:
         ttl = dict(policy.status_ttls).get(view.status, ttl)
     return Decision(status_class, ttl)

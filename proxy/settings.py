@@ -10,14 +10,14 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import msgspec
 from yarl import URL
 
-from proxy import policy, validation
+from proxy import jwt_webhooks, policy, validation
 from proxy.circuit import CircuitSettings
 from proxy.errors import BadRequest
 from proxy.secrets import MASK, Secret, read_secret_file
@@ -42,6 +42,24 @@ class MerchantSettings:
     api_key: Secret
     # Set when the key comes from a file, which is then re-read when it changes.
     api_key_file: Path | None = None
+    # This merchant's own Basic pair for Juspay's webhooks; None: the shared pair applies.
+    webhook: WebhookSettings | None = None
+    # Juspay's JWT webhooks for this merchant; None: its webhooks are not JWT-encrypted.
+    jwt: JwtWebhookSettings | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JwtWebhookSettings:
+    """Key files for one merchant's JWT webhooks (checked at start-up, re-read when they change).
+
+    Each pair is (kid, PEM file): the merchant's private keys open the JWE, whose header names
+    one of their kids; Juspay's public keys verify the JWS inside, whose header names one of
+    theirs. Juspay's SDKs use one kid for both. Several pairs while keys rotate.
+    """
+
+    private_key_files: tuple[tuple[str, Path], ...]
+    public_key_files: tuple[tuple[str, Path], ...]
+    max_age_seconds: float = jwt_webhooks.DEFAULT_MAX_AGE_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +205,24 @@ class Settings:
                     "merchant_id": m.merchant_id,
                     "api_key": MASK,
                     "api_key_source": m.api_key.source,
+                    "webhook": (
+                        {
+                            "username": m.webhook.username,
+                            "password": MASK,
+                            "password_source": m.webhook.password.source,
+                        }
+                        if m.webhook
+                        else None
+                    ),
+                    "jwt": (
+                        {
+                            "private_key_files": {k: str(f) for k, f in m.jwt.private_key_files},
+                            "public_key_files": {k: str(f) for k, f in m.jwt.public_key_files},
+                            "max_age_seconds": m.jwt.max_age_seconds,
+                        }
+                        if m.jwt
+                        else None
+                    ),
                 }
                 for m in self.merchants
             ],
@@ -284,6 +320,14 @@ class _MerchantToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     id: str
     api_key_file: str | None = None
     api_key_env: str | None = None
+    # Its own Basic pair for webhooks (password from a file or an environment variable).
+    webhook_username: str | None = None
+    webhook_password_file: str | None = None
+    webhook_password_env: str | None = None
+    # JWT webhooks: kid = "path to a PEM file" tables.
+    jwt_private_key_files: dict[str, str] = {}
+    jwt_public_key_files: dict[str, str] = {}
+    jwt_max_age_seconds: float | None = None
 
 
 class _UpstreamToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -311,6 +355,7 @@ class _CacheToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     final_ttl_seconds: int | None = None
     failure_ttl_seconds: int | None = None
     refund_pending_ttl_seconds: int | None = None
+    changing_ttl_seconds: int | None = None
     not_found_ttl_seconds: int | None = None
     status_ttl_seconds: dict[str, int] = {}
     memory_max_entries: int | None = None
@@ -538,10 +583,22 @@ def _merchants(
     """One merchant from the environment and/or a list from the file, and the default."""
     merchants: list[MerchantSettings] = []
     env_merchant = _env_merchant(env)
+    env_jwt = _env_jwt(env)
     if env_merchant is not None:
-        merchants.append(env_merchant)
+        merchants.append(replace(env_merchant, jwt=env_jwt))
+    elif env_jwt is not None:
+        raise SettingsError(
+            "JUSPAY_WEBHOOK_JWT_PRIVATE_KEY_FILE",
+            "applies to JUSPAY_MERCHANT_ID, which is not set (list the keys under [[merchants]])",
+        )
     for index, item in enumerate(toml.merchants):
         merchant = _toml_merchant(index, item, env, base_dir)
+        where = f"PROXY_CONFIG_FILE merchants[{index}]"
+        merchant = replace(
+            merchant,
+            webhook=_toml_merchant_webhook(where, item, env, base_dir),
+            jwt=_toml_jwt(where, item, base_dir),
+        )
         if any(m.merchant_id == merchant.merchant_id for m in merchants):
             raise SettingsError(
                 f"PROXY_CONFIG_FILE merchants[{index}].id",
@@ -564,6 +621,137 @@ def _merchants(
     elif len(merchants) == 1:
         default_merchant = merchants[0].merchant_id
     return merchants, default_merchant
+
+
+def _toml_merchant_webhook(
+    where: str, item: _MerchantToml, env: Mapping[str, str], base: Path
+) -> WebhookSettings | None:
+    """A merchant's own Basic pair for webhooks, or None (the shared pair applies)."""
+    password_file, password_env = item.webhook_password_file, item.webhook_password_env
+    if item.webhook_username is None:
+        if password_file is not None or password_env is not None:
+            raise SettingsError(f"{where}.webhook_username", "required with a webhook password")
+        return None
+    username = item.webhook_username.strip()
+    if not username or len(username) > 128 or any(not ("!" <= ch <= "~") for ch in username):
+        raise SettingsError(
+            f"{where}.webhook_username", "must be 1-128 printable ASCII characters without spaces"
+        )
+    if ":" in username:
+        raise SettingsError(f"{where}.webhook_username", "must not contain ':'")
+    if (password_file is None) == (password_env is None):
+        raise SettingsError(
+            where, "with webhook_username, set exactly one of webhook_password_file or _env"
+        )
+    if password_file is not None:
+        path = Path(password_file)
+        if not path.is_absolute():
+            path = base / path
+        secret, path = _secret_from_file(f"{where}.webhook_password_file", str(path))
+        return WebhookSettings(username=username, password=secret, password_file=path)
+    env_name = password_env or ""
+    value = env.get(env_name, "").strip()
+    if not value:
+        raise SettingsError(
+            f"{where}.webhook_password_env", f"environment variable {env_name} is not set"
+        )
+    _check_secret_text(env_name, value)
+    return WebhookSettings(username=username, password=Secret(value, f"env:{env_name}"))
+
+
+def _toml_jwt(where: str, item: _MerchantToml, base: Path) -> JwtWebhookSettings | None:
+    private, public = item.jwt_private_key_files, item.jwt_public_key_files
+    if not private and not public:
+        if item.jwt_max_age_seconds is not None:
+            raise SettingsError(
+                f"{where}.jwt_max_age_seconds",
+                "only with jwt_private_key_files and jwt_public_key_files",
+            )
+        return None
+    for name, table, other in (
+        ("jwt_private_key_files", private, "the merchant's PEM private key"),
+        ("jwt_public_key_files", public, "Juspay's PEM public key"),
+    ):
+        if not table:
+            raise SettingsError(
+                f"{where}.{name}", f'required for JWT webhooks: a table of kid = "path to {other}"'
+            )
+
+    return JwtWebhookSettings(
+        private_key_files=_key_files(f"{where}.jwt_private_key_files", private, base, private=True),
+        public_key_files=_key_files(f"{where}.jwt_public_key_files", public, base, private=False),
+        max_age_seconds=_jwt_max_age(f"{where}.jwt_max_age_seconds", item.jwt_max_age_seconds),
+    )
+
+
+def _key_files(
+    name: str, table: dict[str, str], base: Path, *, private: bool
+) -> tuple[tuple[str, Path], ...]:
+    """(kid, path) pairs of a kid = "path" table; relative paths are relative to the file."""
+    pairs: list[tuple[str, Path]] = []
+    for kid, path_text in table.items():
+        setting = f"{name}.{kid if jwt_webhooks.valid_kid(kid) else repr(kid[:40])}"
+        path = Path(path_text)
+        path = path if path.is_absolute() else base / path
+        pairs.append((_kid(setting, kid), _key_file(setting, path, private=private)))
+    return tuple(pairs)
+
+
+def _env_jwt(env: Mapping[str, str]) -> JwtWebhookSettings | None:
+    """JWT webhooks for JUSPAY_MERCHANT_ID: one key pair, as Juspay's SDKs configure it."""
+    names = (
+        "JUSPAY_WEBHOOK_JWT_KID",
+        "JUSPAY_WEBHOOK_JWT_PRIVATE_KEY_FILE",
+        "JUSPAY_WEBHOOK_JWT_PUBLIC_KEY_FILE",
+        "JUSPAY_WEBHOOK_JWT_PUBLIC_KEY_KID",
+        "JUSPAY_WEBHOOK_JWT_MAX_AGE_SECONDS",
+    )
+    kid, private, public, public_kid, max_age = (env.get(n, "").strip() for n in names)
+    if not any((kid, private, public, public_kid, max_age)):
+        return None
+    for name, value, what in (
+        ("JUSPAY_WEBHOOK_JWT_KID", kid, "the key id (kid) of the merchant's JWT key"),
+        ("JUSPAY_WEBHOOK_JWT_PRIVATE_KEY_FILE", private, "the merchant's PEM private key file"),
+        ("JUSPAY_WEBHOOK_JWT_PUBLIC_KEY_FILE", public, "Juspay's PEM public key file"),
+    ):
+        if not value:
+            raise SettingsError(name, f"required for JWT webhooks: {what}")
+    kid = _kid("JUSPAY_WEBHOOK_JWT_KID", kid)
+    public_kid = _kid("JUSPAY_WEBHOOK_JWT_PUBLIC_KEY_KID", public_kid) if public_kid else kid
+    return JwtWebhookSettings(
+        private_key_files=(
+            (kid, _key_file("JUSPAY_WEBHOOK_JWT_PRIVATE_KEY_FILE", Path(private), private=True)),
+        ),
+        public_key_files=(
+            (
+                public_kid,
+                _key_file("JUSPAY_WEBHOOK_JWT_PUBLIC_KEY_FILE", Path(public), private=False),
+            ),
+        ),
+        max_age_seconds=_jwt_max_age("JUSPAY_WEBHOOK_JWT_MAX_AGE_SECONDS", max_age),
+    )
+
+
+def _kid(name: str, raw: str) -> str:
+    if not jwt_webhooks.valid_kid(raw):
+        raise SettingsError(name, "a kid must be 1-128 printable ASCII characters without spaces")
+    return raw
+
+
+def _key_file(name: str, path: Path, *, private: bool) -> Path:
+    """The path of a usable PEM RSA key file; SettingsError (never key material) otherwise."""
+    try:
+        if private:
+            jwt_webhooks.load_private_key(path)
+        else:
+            jwt_webhooks.load_public_key(path)
+    except jwt_webhooks.KeyFileError as exc:
+        raise SettingsError(name, str(exc)) from None
+    return path
+
+
+def _jwt_max_age(name: str, raw: str | float | None) -> float:
+    return _number(name, raw, jwt_webhooks.DEFAULT_MAX_AGE_SECONDS, low=60.0, high=7 * 24 * 3600.0)
 
 
 def _cache_settings(toml: _CacheToml) -> CacheSettings:
@@ -600,6 +788,13 @@ def _cache_settings(toml: _CacheToml) -> CacheSettings:
             f"{name}.refund_pending_ttl_seconds",
             toml.refund_pending_ttl_seconds,
             defaults.refund_pending_ttl,
+            low=0,
+            high=3600,
+        ),
+        changing_ttl=_integer(
+            f"{name}.changing_ttl_seconds",
+            toml.changing_ttl_seconds,
+            defaults.changing_ttl,
             low=0,
             high=3600,
         ),

@@ -16,6 +16,10 @@ from proxy.errors import BadRequest
 ORDER_ID_MAX_LENGTH = 64
 _ORDER_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{ORDER_ID_MAX_LENGTH - 1}}}")
 _MERCHANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# txn_uuid names one payment attempt (Juspay's samples: "eulwh5QbZSBvw35eWnH"); it goes into
+# the upstream query and the cache key, so it gets the order id's rules.
+TXN_UUID_MAX_LENGTH = 64
+_TXN_UUID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{TXN_UUID_MAX_LENGTH - 1}}}")
 _VERSION = re.compile(r"\d{4}-\d{2}-\d{2}")
 # x-routing-id is free text chosen by the caller (a customer id); printable ASCII only.
 _ROUTING_ID = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,127}")
@@ -32,6 +36,15 @@ def order_id(value: str | None) -> str:
         # Never echo the raw value: it may hold control characters or be huge.
         raise BadRequest(
             "order_id must be 1-64 characters of A-Z a-z 0-9 . _ - starting with a letter or digit"
+        )
+    return value
+
+
+def txn_uuid(value: str) -> str:
+    """A `txn_uuid` query value if it is safe and well-formed, else BadRequest."""
+    if _TXN_UUID.fullmatch(value) is None:
+        raise BadRequest(
+            "txn_uuid must be 1-64 characters of A-Z a-z 0-9 . _ - starting with a letter or digit"
         )
     return value
 
@@ -60,6 +73,8 @@ def routing_id(value: str) -> str:
 
 
 def flag(name: str, value: str) -> bool:
+    """A boolean query value as Juspay reads it: `true` (any case) or `1` is on; `false` (any
+    case) or `0` is off; anything else is a BadRequest naming the parameter."""
     lowered = value.lower()
     if lowered in _TRUE:
         return True

@@ -1,0 +1,546 @@
+"""Juspay's JWT webhooks: open a `{"JWT": "<JWE>"}` body with a merchant's keyring, or refuse it."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+import structlog
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
+from joserfc import jwe, jws
+from joserfc.errors import (
+    BadSignatureError,
+    ExceededSizeError,
+    InvalidHeaderValueError,
+    JoseError,
+    MissingCritHeaderError,
+    UnsupportedAlgorithmError,
+    UnsupportedHeaderError,
+)
+from joserfc.jwk import RSAKey
+
+from proxy.secrets import Secret, SecretFile, read_secret_file
+
+log = structlog.get_logger("proxy.jwt_webhooks")
+
+# What Juspay sends: its sample uses RSA-OAEP-256, its Node SDK RSA-OAEP; both with A256GCM
+# around a JWS signed RS256. Nothing else is accepted (no "none", no HMAC, no compression).
+KEY_ALGORITHMS: Final = frozenset({"RSA-OAEP", "RSA-OAEP-256"})
+CONTENT_ENCRYPTION: Final = "A256GCM"
+SIGNATURE_ALGORITHM: Final = "RS256"
+MIN_RSA_BITS: Final = 2048
+# Juspay retries a delivery for about 24 hours and a retry keeps the event's date_created, so
+# a day and an hour by default. A webhook only invalidates a cached order: an old one is harmless.
+DEFAULT_MAX_AGE_SECONDS: Final = 25 * 3600
+DEFAULT_CLOCK_SKEW_SECONDS: Final = 300
+DEFAULT_REPLAY_CACHE_SIZE: Final = 100_000
+MAX_TOKEN_BYTES: Final = 1024 * 1024
+
+# Why a token was refused: a bounded set, safe as a metric label.
+MALFORMED: Final = "malformed"  # not JSON, not five parts, bad base64, header or payload
+NOT_ENCRYPTED: Final = "not_encrypted"  # no JWT member, or a bare JWS where a JWE is required
+BAD_ALGORITHM: Final = "bad_algorithm"  # JWE alg/enc or JWS alg outside the list ("none" too)
+BAD_HEADER: Final = "bad_header"  # zip, crit, b64 and other header parameters we refuse
+UNKNOWN_KID: Final = "unknown_kid"  # the token names a key id that is not configured
+DECRYPT_FAILED: Final = "decrypt_failed"  # wrong key, or tampered key/iv/ciphertext/tag/header
+BAD_SIGNATURE: Final = "bad_signature"  # not signed by any configured Juspay key
+EXPIRED: Final = "expired"  # past exp, or issued longer ago than max_age_seconds
+BAD_TIMESTAMP: Final = "bad_timestamp"  # no usable iat/exp/date_created, or one in the future
+REPLAYED: Final = "replayed"  # this signed payload was already handled
+REASONS: Final = frozenset(
+    {
+        MALFORMED,
+        NOT_ENCRYPTED,
+        BAD_ALGORITHM,
+        BAD_HEADER,
+        UNKNOWN_KID,
+        DECRYPT_FAILED,
+        BAD_SIGNATURE,
+        EXPIRED,
+        BAD_TIMESTAMP,
+        REPLAYED,
+    }
+)
+
+_B64URL = re.compile(rb"[A-Za-z0-9_-]*")
+_PRINTABLE_KID = re.compile(r"[\x21-\x7e]{1,128}")
+# Header parameters refused outright: compression (a decompression bomb before the signature is
+# checked), critical extensions and unencoded payloads (RFC 7797).
+_REFUSED_HEADERS = frozenset({"zip", "crit", "b64"})
+
+
+class WebhookTokenError(Exception):
+    """A JWT webhook was refused. `reason` is one of REASONS; nothing secret is ever in it.
+
+    `kid` is the key id the token named, when it is printable (for logs, not metrics).
+    """
+
+    def __init__(self, reason: str, *, kid: str | None = None) -> None:
+        super().__init__(f"JWT webhook refused: {reason}")
+        self.reason = reason
+        self.kid = kid
+
+
+class KeyFileError(ValueError):
+    """A key file cannot be used; `str()` names the file and the problem, never key material."""
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class VerifiedWebhook:
+    """A decrypted, verified, fresh webhook. `payload` is the event JSON exactly as signed."""
+
+    payload: bytes
+    kid: str  # the configured key id whose private key decrypted it
+    signing_kid: str  # the configured key id whose Juspay public key verified it
+    issued_at: float | None  # from iat, else the event's date_created (epoch seconds)
+    replay_key: bytes  # SHA-256 of the JWS signature: the same signed payload, however wrapped
+
+    def __repr__(self) -> str:
+        return (
+            f"VerifiedWebhook(kid={self.kid!r}, signing_kid={self.signing_kid!r}, "
+            f"payload=<{len(self.payload)} bytes>)"
+        )
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+
+def load_private_key(path: Path) -> RSAKey:
+    """The merchant's RSA private key (PEM) in `path`, or KeyFileError."""
+    return _parse_private(path, _read(path))
+
+
+def load_public_key(path: Path) -> RSAKey:
+    """Juspay's RSA public key (PEM public key or certificate) in `path`, or KeyFileError."""
+    return _parse_public(path, _read(path))
+
+
+def _read(path: Path) -> str:
+    try:
+        return read_secret_file(path)
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read it ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise KeyFileError(f"{path}: is not a PEM text file") from None
+
+
+def _parse_private(path: Path, text: str) -> RSAKey:
+    data = text.encode()
+    if b"-----BEGIN" not in data:
+        raise KeyFileError(f"{path}: is not a PEM file")
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except TypeError:
+        raise KeyFileError(
+            f"{path}: the private key is password-protected; mount it unencrypted"
+        ) from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise KeyFileError(f"{path}: does not hold a PEM private key") from None
+    if not isinstance(key, RSAPrivateKey):
+        raise KeyFileError(f"{path}: holds a private key that is not RSA")
+    if key.key_size < MIN_RSA_BITS:
+        raise KeyFileError(f"{path}: RSA key of {key.key_size} bits; at least {MIN_RSA_BITS}")
+    return RSAKey.import_key(key)
+
+
+def _parse_public(path: Path, text: str) -> RSAKey:
+    data = text.encode()
+    if b"PRIVATE KEY-----" in data:
+        # Juspay's public key is what verifies; a private key here is a mix-up (and a leak).
+        raise KeyFileError(f"{path}: holds a private key; give Juspay's public key")
+    if b"-----BEGIN" not in data:
+        raise KeyFileError(f"{path}: is not a PEM file")
+    key: object
+    try:
+        if b"-----BEGIN CERTIFICATE-----" in data:
+            key = x509.load_pem_x509_certificate(data).public_key()
+        else:
+            key = serialization.load_pem_public_key(data)
+    except (ValueError, UnsupportedAlgorithm):
+        raise KeyFileError(f"{path}: does not hold a PEM public key or certificate") from None
+    if not isinstance(key, RSAPublicKey):
+        raise KeyFileError(f"{path}: holds a public key that is not RSA")
+    if key.key_size < MIN_RSA_BITS:
+        raise KeyFileError(f"{path}: RSA key of {key.key_size} bits; at least {MIN_RSA_BITS}")
+    return RSAKey.import_key(key)
+
+
+class _KeyFile:
+    """One PEM key file, re-read when it changes (SecretFile's rule), parsed once per change.
+
+    A new content that does not parse keeps the last good key (and logs the file's path once).
+    """
+
+    __slots__ = ("_file", "_key", "_parse", "_parsed_from", "path")
+
+    def __init__(
+        self, path: Path, parse: Callable[[Path, str], RSAKey], *, check_interval: float
+    ) -> None:
+        text = _read(path)
+        self.path = path
+        self._parse = parse
+        self._key = parse(path, text)
+        self._file = SecretFile(path, Secret(text, f"file:{path}"), check_interval=check_interval)
+        self._parsed_from = self._file.get()
+
+    def get(self) -> RSAKey:
+        secret = self._file.get()
+        if secret is not self._parsed_from:
+            self._parsed_from = secret
+            try:
+                self._key = self._parse(self.path, secret.reveal())
+            except KeyFileError:
+                log.warning("jwt_key_file_unusable", path=str(self.path), kept="previous key")
+        return self._key
+
+    def __repr__(self) -> str:
+        return f"_KeyFile({str(self.path)!r})"
+
+
+# --- wire shapes ------------------------------------------------------------------------------
+
+
+class _SdkJwe(msgspec.Struct, forbid_unknown_fields=True):
+    """Juspay's SDKs' JSON spelling of a compact JWE (five named parts)."""
+
+    header: str
+    encrypted_key: str = msgspec.field(name="encryptedKey")
+    iv: str
+    encrypted_payload: str = msgspec.field(name="encryptedPayload")
+    tag: str
+
+    def compact(self) -> str:
+        return ".".join(
+            (self.header, self.encrypted_key, self.iv, self.encrypted_payload, self.tag)
+        )
+
+
+class _SdkJws(msgspec.Struct, forbid_unknown_fields=True):
+    """Juspay's SDKs' JSON spelling of a compact JWS: what their JWE holds."""
+
+    header: str
+    payload: str
+    signature: str
+
+    def compact(self) -> str:
+        return f"{self.header}.{self.payload}.{self.signature}"
+
+
+class _Body(msgspec.Struct):
+    jwt: str | _SdkJwe | None = msgspec.field(default=None, name="JWT")
+
+
+_body_decoder = msgspec.json.Decoder(_Body)
+_sdk_jws_decoder = msgspec.json.Decoder(_SdkJws)
+
+
+def token_of(body: bytes) -> str | None:
+    """The compact JWE in a `{"JWT": ...}` body; None when the body carries no JWT member.
+
+    Raises WebhookTokenError(MALFORMED) when the body is not a JSON object of that shape.
+    """
+    try:
+        decoded = _body_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        raise WebhookTokenError(MALFORMED) from None
+    if decoded.jwt is None:
+        return None
+    if isinstance(decoded.jwt, _SdkJwe):
+        return decoded.jwt.compact()
+    return decoded.jwt
+
+
+def peek_kid(token: str) -> str | None:
+    """The `kid` a JWE names, unauthenticated: only for choosing which keyring to try."""
+    header = _header(token.partition(".")[0].encode("ascii", errors="replace"))
+    return None if header is None else _printable_kid(header.get("kid"))
+
+
+def _header(segment: bytes) -> dict[str, Any] | None:
+    """A JOSE header segment as a dict; None when it is not base64url of a JSON object."""
+    if not segment or _B64URL.fullmatch(segment) is None:
+        return None
+    try:
+        value = msgspec.json.decode(base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4)))
+    except ValueError:  # binascii.Error and msgspec.DecodeError are ValueErrors
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def valid_kid(value: str) -> bool:
+    """Whether `value` can name a key: 1-128 printable ASCII characters, no spaces."""
+    return _PRINTABLE_KID.fullmatch(value) is not None
+
+
+def _printable_kid(value: object) -> str | None:
+    return value if isinstance(value, str) and valid_kid(value) else None
+
+
+# --- the keyring ------------------------------------------------------------------------------
+
+
+class JwtKeyring:
+    """One merchant's keys for Juspay's JWT webhooks, and the checks every token must pass.
+
+    `private_key_files` maps a key id (the `kid` of Juspay's JWE header, the key's UUID on the
+    dashboard) to the merchant's RSA private key that decrypts it; `public_key_files` maps a key
+    id (the `kid` of the inner JWS header) to Juspay's RSA public key that verifies it. Juspay's
+    SDKs put the same key id in both headers. Files are re-read when they change.
+
+    Key choice: a token that names a kid is opened with that key only, and a kid that is not
+    configured is refused (UNKNOWN_KID); a token that names none is tried with each configured
+    key in turn (a wrong key fails cleanly: RSA-OAEP and AES-GCM check themselves).
+
+    Age: `exp` (if the payload has it) must not be past; the issue time (`iat`, else the event's
+    `date_created`) must be within `max_age_seconds`; clocks may differ by `clock_skew_seconds`.
+    Juspay's SDKs sign the bare event, so `date_created` is what normally applies.
+
+    Replays: `mark_handled` remembers a token's signed payload until it is too old to pass the
+    age check (at most `replay_cache_size` entries, oldest dropped first); `verify_body` refuses
+    one it has seen (REPLAYED). RS256 signatures are deterministic, so a Juspay retry of an event
+    already handled is REPLAYED too: answer it 200, as its first copy took effect. Mark a token
+    only once its webhook took effect, so a retry of one that failed is still accepted.
+    In-process only: each replica keeps its own.
+    """
+
+    def __init__(
+        self,
+        *,
+        private_key_files: Mapping[str, Path],
+        public_key_files: Mapping[str, Path],
+        max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
+        clock_skew_seconds: float = DEFAULT_CLOCK_SKEW_SECONDS,
+        check_interval: float = 1.0,
+        replay_cache_size: int = DEFAULT_REPLAY_CACHE_SIZE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not private_key_files or not public_key_files:
+            raise ValueError("a JWT keyring needs at least one private and one public key file")
+        self._private = {
+            kid: _KeyFile(path, _parse_private, check_interval=check_interval)
+            for kid, path in private_key_files.items()
+        }
+        self._public = {
+            kid: _KeyFile(path, _parse_public, check_interval=check_interval)
+            for kid, path in public_key_files.items()
+        }
+        self._max_age = float(max_age_seconds)
+        self._skew = float(clock_skew_seconds)
+        self._clock = clock
+        self._seen: OrderedDict[bytes, float] = OrderedDict()
+        self._seen_max = max(1, replay_cache_size)
+        self._lock = threading.Lock()  # verify may run in a worker thread (RSA costs ~1 ms)
+        self._jwe_registry = jwe.JWERegistry(
+            algorithms=[*sorted(KEY_ALGORITHMS), CONTENT_ENCRYPTION], strict_check_header=False
+        )
+        self._jws_registry = jws.JWSRegistry(
+            algorithms=[SIGNATURE_ALGORITHM], strict_check_header=False
+        )
+        # joserfc's defaults (64 KB of ciphertext, 128 KB of payload) could refuse a large order.
+        self._jwe_registry.max_ciphertext_length = MAX_TOKEN_BYTES
+        self._jws_registry.max_payload_length = MAX_TOKEN_BYTES
+
+    @property
+    def kids(self) -> tuple[str, ...]:
+        """The key ids of the merchant's private keys (the JWE `kid`s this keyring opens)."""
+        return tuple(self._private)
+
+    @property
+    def signing_kids(self) -> tuple[str, ...]:
+        """The key ids of Juspay's public keys (the JWS `kid`s this keyring trusts)."""
+        return tuple(self._public)
+
+    def decode_body(self, body: bytes) -> bytes:
+        """verify_body, then mark_handled: the event JSON of a good, fresh, first-seen token."""
+        verified = self.verify_body(body)
+        self.mark_handled(verified)
+        return verified.payload
+
+    def verify_body(self, body: bytes) -> VerifiedWebhook:
+        """Open a webhook body `{"JWT": "<compact JWE>"}`; WebhookTokenError when refused."""
+        token = token_of(body)
+        if token is None:
+            raise WebhookTokenError(NOT_ENCRYPTED)
+        return self.verify_token(token)
+
+    def verify_token(self, token: str) -> VerifiedWebhook:
+        """Decrypt, verify and check the age of one compact JWE; refuse a handled one."""
+        raw = token.strip().encode("ascii", errors="replace")
+        if len(raw) > MAX_TOKEN_BYTES:
+            raise WebhookTokenError(MALFORMED)
+        parts = raw.split(b".")
+        if len(parts) == 3:
+            raise WebhookTokenError(NOT_ENCRYPTED)
+        if len(parts) != 5:
+            raise WebhookTokenError(MALFORMED)
+        kid, signed = self._decrypt(raw, parts[0])
+        signing_kid, payload, signature = self._verify(signed)
+        issued_at = self._check_age(payload)
+        replay_key = hashlib.sha256(signature).digest()
+        if self._was_handled(replay_key):
+            raise WebhookTokenError(REPLAYED, kid=kid)
+        return VerifiedWebhook(payload, kid, signing_kid, issued_at, replay_key)
+
+    def mark_handled(self, verified: VerifiedWebhook) -> None:
+        """Remember a token once its webhook took effect, so a copy of it is refused."""
+        now = self._clock()
+        with self._lock:
+            self._forget_expired(now)
+            self._seen[verified.replay_key] = now + self._max_age + self._skew
+            self._seen.move_to_end(verified.replay_key)
+            while len(self._seen) > self._seen_max:
+                self._seen.popitem(last=False)
+
+    def _was_handled(self, replay_key: bytes) -> bool:
+        now = self._clock()
+        with self._lock:
+            self._forget_expired(now)
+            return replay_key in self._seen
+
+    def _forget_expired(self, now: float) -> None:
+        # Entries share one lifetime, so insertion order is expiry order.
+        while self._seen:
+            key, expires = next(iter(self._seen.items()))
+            if expires > now:
+                break
+            del self._seen[key]
+
+    def _decrypt(self, raw: bytes, header_segment: bytes) -> tuple[str, bytes]:
+        header = _header(header_segment)
+        if header is None:
+            raise WebhookTokenError(MALFORMED)
+        named = header.get("kid")
+        kid = _printable_kid(named)
+        if header.get("alg") not in KEY_ALGORITHMS or header.get("enc") != CONTENT_ENCRYPTION:
+            raise WebhookTokenError(BAD_ALGORITHM, kid=kid)
+        if _REFUSED_HEADERS & header.keys():
+            raise WebhookTokenError(BAD_HEADER, kid=kid)
+        candidates = self._candidates(self._private, named, kid)
+        for candidate_kid, key_file in candidates:
+            try:
+                opened = jwe.decrypt_compact(raw, key_file.get(), registry=self._jwe_registry)
+            except ExceededSizeError:
+                raise WebhookTokenError(MALFORMED, kid=kid) from None
+            except UnsupportedAlgorithmError:
+                raise WebhookTokenError(BAD_ALGORITHM, kid=kid) from None
+            except (UnsupportedHeaderError, MissingCritHeaderError, InvalidHeaderValueError):
+                raise WebhookTokenError(BAD_HEADER, kid=kid) from None
+            except (JoseError, ValueError):
+                continue  # wrong key or tampered: try the next one, if any
+            if opened.plaintext is None:
+                continue
+            return candidate_kid, opened.plaintext
+        raise WebhookTokenError(DECRYPT_FAILED, kid=kid)
+
+    def _verify(self, signed: bytes) -> tuple[str, bytes, bytes]:
+        """(signing kid, payload, signature segment) of the JWS the JWE held."""
+        signed = signed.strip()
+        if signed.startswith(b"{"):
+            # Juspay's SDKs encrypt {"header", "payload", "signature"} rather than a compact JWS.
+            try:
+                signed = _sdk_jws_decoder.decode(signed).compact().encode("ascii")
+            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeEncodeError):
+                raise WebhookTokenError(MALFORMED) from None
+        parts = signed.split(b".")
+        if len(parts) != 3:
+            raise WebhookTokenError(MALFORMED)
+        header = _header(parts[0])
+        if header is None:
+            raise WebhookTokenError(MALFORMED)
+        named = header.get("kid")
+        kid = _printable_kid(named)
+        if header.get("alg") != SIGNATURE_ALGORITHM:
+            raise WebhookTokenError(BAD_ALGORITHM, kid=kid)
+        if _REFUSED_HEADERS & header.keys():
+            raise WebhookTokenError(BAD_HEADER, kid=kid)
+        for candidate_kid, key_file in self._candidates(self._public, named, kid):
+            try:
+                verified = jws.deserialize_compact(
+                    signed, key_file.get(), registry=self._jws_registry
+                )
+            except BadSignatureError:
+                continue
+            except UnsupportedAlgorithmError:
+                raise WebhookTokenError(BAD_ALGORITHM, kid=kid) from None
+            except (UnsupportedHeaderError, MissingCritHeaderError, InvalidHeaderValueError):
+                raise WebhookTokenError(BAD_HEADER, kid=kid) from None
+            except (JoseError, ValueError):
+                raise WebhookTokenError(MALFORMED, kid=kid) from None
+            return candidate_kid, verified.payload, parts[2]
+        raise WebhookTokenError(BAD_SIGNATURE, kid=kid)
+
+    @staticmethod
+    def _candidates(
+        keys: Mapping[str, _KeyFile], named: object, kid: str | None
+    ) -> list[tuple[str, _KeyFile]]:
+        if named is None:
+            return list(keys.items())
+        key_file = keys.get(named) if isinstance(named, str) else None
+        if key_file is None or kid is None:
+            raise WebhookTokenError(UNKNOWN_KID, kid=kid)
+        return [(kid, key_file)]
+
+    def _check_age(self, payload: bytes) -> float | None:
+        """The issue time; WebhookTokenError when the payload is too old, or says nothing."""
+        try:
+            event = msgspec.json.decode(payload)
+        except msgspec.DecodeError:
+            raise WebhookTokenError(MALFORMED) from None
+        if not isinstance(event, dict):
+            raise WebhookTokenError(MALFORMED)
+        now = self._clock()
+        expires = _epoch(event, "exp")
+        issued = _epoch(event, "iat")
+        if issued is None:
+            issued = _stamp(event.get("date_created"))
+        if expires is None and issued is None:
+            raise WebhookTokenError(BAD_TIMESTAMP)
+        if expires is not None and now > expires + self._skew:
+            raise WebhookTokenError(EXPIRED)
+        if issued is not None:
+            if issued > now + self._skew:
+                raise WebhookTokenError(BAD_TIMESTAMP)
+            if now - issued > self._max_age:
+                raise WebhookTokenError(EXPIRED)
+        return issued
+
+    def __repr__(self) -> str:
+        return f"JwtKeyring(kids={list(self._private)!r}, signing_kids={list(self._public)!r})"
+
+
+def _epoch(event: dict[str, Any], name: str) -> float | None:
+    """A NumericDate claim; absent is None, anything but a number is BAD_TIMESTAMP."""
+    if name not in event:
+        return None
+    value = event[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise WebhookTokenError(BAD_TIMESTAMP)
+    return float(value)
+
+
+def _stamp(value: object) -> float | None:
+    """Juspay's `date_created` ("2023-08-10T07:00:48Z") as epoch seconds; UTC when unzoned."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 64:
+        raise WebhookTokenError(BAD_TIMESTAMP)
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise WebhookTokenError(BAD_TIMESTAMP) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.timestamp()
