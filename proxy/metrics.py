@@ -279,6 +279,8 @@ class Metrics:
             self.verifications.labels(result=result)
         for reason in ("undecodable", "foreign_key", "checksum"):
             self.rejected_entries.labels(reason=reason)
+        for source in ("purge", "webhook", "refresh"):
+            self.invalidations.labels(source=source)
         # Hit and miss series exist from the start, so rate() sees their first increase.
         for route in ("order", "order_status"):
             for cache in ("hit", "miss"):

@@ -754,7 +754,7 @@ def _jwt_max_age(name: str, raw: str | float | None) -> float:
     return _number(name, raw, jwt_webhooks.DEFAULT_MAX_AGE_SECONDS, low=60.0, high=7 * 24 * 3600.0)
 
 
-def _cache_settings(toml: _CacheToml) -> CacheSettings:
+def _cache_settings(toml: _CacheToml, verify_env: str | None = None) -> CacheSettings:
     name = "PROXY_CONFIG_FILE cache"
     defaults = policy.CachePolicy()
     week = 7 * 24 * 3600
@@ -841,8 +841,8 @@ def _cache_settings(toml: _CacheToml) -> CacheSettings:
             high=3600.0,
         ),
         verify_sample_rate=_number(
-            f"{name}.verify_sample_rate",
-            toml.verify_sample_rate,
+            "PROXY_VERIFY_SAMPLE_RATE" if verify_env else f"{name}.verify_sample_rate",
+            verify_env or toml.verify_sample_rate,
             CacheSettings().verify_sample_rate,
             low=0.0,
             high=1.0,
@@ -1103,7 +1103,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         default_merchant=default_merchant,
         upstream=upstream,
         redis=redis,
-        cache=_cache_settings(toml.cache),
+        cache=_cache_settings(toml.cache, env.get("PROXY_VERIFY_SAMPLE_RATE")),
         server=server,
         webhook=_webhook(env),
         log=LogSettings(

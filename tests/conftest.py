@@ -16,6 +16,7 @@ from yarl import URL
 from proxy.app import create_app
 from proxy.secrets import Secret
 from proxy.settings import (
+    CacheSettings,
     MerchantSettings,
     RedisSettings,
     Settings,
@@ -60,7 +61,9 @@ async def simulator(
 
 
 def make_settings(upstream_url: URL, *, redis_url: str | None = None, **changes: Any) -> Settings:
-    """Settings for a test: two merchants, the simulator as upstream, a private key prefix."""
+    """Settings for a test: two merchants, the simulator as upstream, a private key prefix,
+    and no verification sample (its background reads would make call counts a matter of
+    chance; the tests of the sample turn it on)."""
     settings = Settings(
         merchants=(
             MerchantSettings(MERCHANT, Secret(API_KEY, "test")),
@@ -73,6 +76,7 @@ def make_settings(upstream_url: URL, *, redis_url: str | None = None, **changes:
             # Each test writes under its own prefix: no FLUSHALL, no cross-test leaks.
             key_prefix=f"test-{uuid.uuid4().hex[:12]}",
         ),
+        cache=CacheSettings(verify_sample_rate=0.0),
     )
     return replace(settings, **changes)
 

@@ -24,7 +24,7 @@ import structlog
 
 from proxy.cache.bus import ANSWER_FAILED, ANSWER_READY, EventBus
 from proxy.cache.entries import CachedEntry
-from proxy.cache.redis import CacheUnavailable, RedisStore
+from proxy.cache.redis import CacheUnavailable, RedisStore, Role
 from proxy.metrics import Metrics
 
 log = structlog.get_logger("proxy.coalesce")
@@ -69,10 +69,12 @@ class ReplicaCoalescer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait
         generation: str | None = None
-        for _ in range(self._rounds):
+        for attempt in range(self._rounds):
             token = uuid.uuid4().hex
             try:
-                leader, generation = await self._store.lock(key, token, self._lock_ms)
+                role, generation = await self._store.lock(
+                    key, token, self._lock_ms, rejoining=attempt > 0
+                )
             except CacheUnavailable:
                 self._metrics.redis_errors.labels(operation="lock").inc()
                 # The lock may have been taken although the reply was lost: release it (by
@@ -81,12 +83,15 @@ class ReplicaCoalescer:
                     return await fetch(None)
                 finally:
                     await self._release(key, token)
-            if leader:
+            if role is Role.LEAD:
                 return await self._lead(key, token, generation, fetch, entry_of)
             remaining = deadline - loop.time()
             if not may_follow or remaining <= 0:
                 break
-            shared = await self._follow(key, remaining)
+            if role is Role.SHARED:
+                shared = await self._read(key)
+            else:
+                shared = await self._follow(key, remaining)
             if shared is not None:
                 self._metrics.coalesced.inc()
                 self._metrics.calls_saved.inc()
@@ -113,7 +118,8 @@ class ReplicaCoalescer:
             await self._store.share(
                 key,
                 entry_of(result),
-                lock_value=f"{token}|{generation}",
+                token=token,
+                generation=generation,
                 ttl_ms=self._answer_ms,
                 message=self._bus.message(ANSWER_READY, key),
             )

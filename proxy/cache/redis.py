@@ -56,6 +56,15 @@ class Saved(enum.StrEnum):
     UNCHANGED = "unchanged"
 
 
+class Role(enum.IntEnum):
+    """What the lock script made of a read that missed."""
+
+    FOLLOW = 0
+    LEAD = 1
+    # A leader of this generation already shared its answer: take it.
+    SHARED = 2
+
+
 def new_generation() -> str:
     return uuid.uuid4().hex
 
@@ -69,8 +78,10 @@ return ARGV[1]
 """
 # Take the miss lock for a key and note the generation. A lock held by a read of an older
 # generation is taken over: its answer predates an invalidation and must not be shared now.
-# KEYS: lock, answer, gen; ARGV: token, lock ttl ms, fresh gen, gen ttl s.
-# Returns {1 if this caller leads, generation}.
+# A follower whose leader failed (ARGV[5] = '1') takes an answer another leader of this
+# generation shared meanwhile rather than lead a call of its own.
+# KEYS: lock, answer, gen; ARGV: token, lock ttl ms, fresh gen, gen ttl s, rejoining.
+# Returns {LEAD | FOLLOW | SHARED, generation}.
 _LOCK_SCRIPT = """
 local g = redis.call('GET', KEYS[3])
 if not g then
@@ -79,6 +90,10 @@ if not g then
 end
 local held = redis.call('GET', KEYS[1])
 if held and string.sub(held, 34) == g then return {0, g} end
+if ARGV[5] == '1' and not held then
+  local shared = redis.call('GET', KEYS[2])
+  if shared and string.sub(shared, 1, #g + 1) == g .. '|' then return {2, g} end
+end
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. g, 'PX', ARGV[2])
 redis.call('DEL', KEYS[2])
 return {1, g}
@@ -134,7 +149,8 @@ return n
 # The leader's answer for followers on other replicas, and the lock released, in one round
 # trip; only while this leader still holds the lock (an invalidation may have let a newer
 # read take it over). The answer is shared (and announced) only if a follower said it is
-# waiting. KEYS: answer, lock, followers; ARGV: answer, ttl ms, lock value, channel, message.
+# waiting; it is stored as "<generation>|<entry>". KEYS: answer, lock, followers;
+# ARGV: answer, ttl ms, lock value, channel, message.
 _SHARE_SCRIPT = """
 if redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
 if redis.call('EXISTS', KEYS[3]) == 1 then
@@ -237,7 +253,10 @@ class RedisStore:
 
     async def get_shared(self, key: str) -> CachedEntry | None:
         """A leader's shared answer for `key` (followers on other replicas read it)."""
-        return self._checked(await self._call("GET", keys.answer_key(key), key=key), key)
+        raw = await self._call("GET", keys.answer_key(key), key=key)
+        if not isinstance(raw, bytes):
+            return None
+        return self._checked(raw.partition(b"|")[2], key)
 
     async def note(self, base: str) -> str:
         """The order's generation now, created if absent: a read notes it before calling."""
@@ -298,31 +317,42 @@ class RedisStore:
         return int(dropped)
 
     # --- coalescing and leases ------------------------------------------------------------
-    async def lock(self, key: str, token: str, ttl_ms: int) -> tuple[bool, str]:
-        """Lead the upstream read for `key` or follow the one under way; and the generation."""
+    async def lock(
+        self, key: str, token: str, ttl_ms: int, *, rejoining: bool = False
+    ) -> tuple[Role, str]:
+        """Lead the upstream read for `key`, follow the one under way, or (`rejoining`, after
+        a leader failed) take the answer another leader shared; and the generation."""
         base = keys.base_of(key)
-        leader, gen = await self._script(
+        role, gen = await self._script(
             _LOCK_SCRIPT,
             [keys.lock_key(key), keys.answer_key(key), keys.gen_key(base)],
             token,
             ttl_ms,
             new_generation(),
             self._gen_ttl,
+            "1" if rejoining else "0",
         )
-        return int(leader) == 1, _text(gen)
+        return Role(int(role)), _text(gen)
 
     async def flag_follower(self, key: str, ttl_ms: int) -> None:
         await self._call("SET", keys.followers_key(key), b"1", "PX", ttl_ms, key=key)
 
     async def share(
-        self, key: str, entry: CachedEntry, *, lock_value: str, ttl_ms: int, message: bytes
+        self,
+        key: str,
+        entry: CachedEntry,
+        *,
+        token: str,
+        generation: str,
+        ttl_ms: int,
+        message: bytes,
     ) -> None:
         await self._script(
             _SHARE_SCRIPT,
             [keys.answer_key(key), keys.lock_key(key), keys.followers_key(key)],
-            self._codec.encode(entry),
+            generation.encode() + b"|" + self._codec.encode(entry),
             ttl_ms,
-            lock_value,
+            f"{token}|{generation}",
             self._channel,
             message,
         )

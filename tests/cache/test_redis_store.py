@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from proxy.cache import keys
 from proxy.cache.entries import EntryCodec, Rejected
 from proxy.cache.keys import KeySchema
-from proxy.cache.redis import RedisStore, Saved
+from proxy.cache.redis import RedisStore, Role, Saved
 from tests.cache.conftest import make_entry
 
 
@@ -180,17 +180,33 @@ async def test_a_lock_from_an_older_generation_is_taken_over_not_followed(
     store: RedisStore, schema: KeySchema
 ) -> None:
     key = schema.entry("m1", "RC", "2023-06-30", False)
-    leader, generation = await store.lock(key, "a" * 32, 10_000)
-    assert leader is True
-    follower, same = await store.lock(key, "b" * 32, 10_000)
-    assert (follower, same) == (False, generation)
+    role, generation = await store.lock(key, "a" * 32, 10_000)
+    assert role is Role.LEAD
+    assert await store.lock(key, "b" * 32, 10_000) == (Role.FOLLOW, generation)
     await store.invalidate(keys.base_of(key), b"x")
-    newer, moved = await store.lock(key, "c" * 32, 10_000)
-    assert newer is True
+    role, moved = await store.lock(key, "c" * 32, 10_000)
+    assert role is Role.LEAD
     assert moved != generation
     # The old leader may not share its (pre-invalidation) answer any more, even to followers.
     await store.flag_follower(key, 5000)
     await store.share(
-        key, make_entry(key), lock_value=f"{'a' * 32}|{generation}", ttl_ms=5000, message=b"x"
+        key, make_entry(key), token="a" * 32, generation=generation, ttl_ms=5000, message=b"x"
     )
     assert await store.get_shared(key) is None
+
+
+async def test_a_rejoining_follower_takes_an_answer_shared_in_its_generation(
+    store: RedisStore, schema: KeySchema
+) -> None:
+    key = schema.entry("m1", "RD", "2023-06-30", False)
+    role, generation = await store.lock(key, "a" * 32, 10_000)
+    assert role is Role.LEAD
+    await store.flag_follower(key, 5000)
+    answer = make_entry(key)
+    await store.share(key, answer, token="a" * 32, generation=generation, ttl_ms=5000, message=b"x")
+    assert await store.get_shared(key) == answer
+    # A follower of a leader that failed meanwhile takes it instead of calling Juspay ...
+    assert await store.lock(key, "b" * 32, 10_000, rejoining=True) == (Role.SHARED, generation)
+    # ... but not after an invalidation: that answer is older than the new generation.
+    await store.invalidate(keys.base_of(key), b"x")
+    assert (await store.lock(key, "c" * 32, 10_000, rejoining=True))[0] is Role.LEAD

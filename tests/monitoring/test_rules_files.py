@@ -18,6 +18,7 @@ ALERTS = {
     "OrderProxyRedisErrors",
     "OrderProxy5xx",
     "OrderProxyCircuitOpen",
+    "OrderProxyCacheDiverged",
 }
 
 

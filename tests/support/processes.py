@@ -214,7 +214,8 @@ def simulator_process(merchant: str = "demo_merchant", key: str = "demo_api_key"
 
 
 def proxy_process(env: dict[str, str]) -> ServiceProcess:
+    """`order-proxy serve` on a free port. The verification sample is off unless `env` turns it
+    on: its background reads would make upstream call counts a matter of chance."""
     port = free_port()
-    return ServiceProcess(
-        ["serve"], {"PROXY_PORT": str(port), "LOG_LEVEL": "info", **env}, b'"listening"', port
-    )
+    defaults = {"PROXY_PORT": str(port), "LOG_LEVEL": "info", "PROXY_VERIFY_SAMPLE_RATE": "0"}
+    return ServiceProcess(["serve"], {**defaults, **env}, b'"listening"', port)
