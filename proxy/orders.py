@@ -150,6 +150,8 @@ class OrderService:
         self._sample = sample
         self._calls_saved = metrics.calls_saved
         self._inflight: dict[str, _Flight] = {}
+        # Every read in flight, also older ones a newer read replaced in _inflight.
+        self._tasks: set[asyncio.Task[_Fetched]] = set()
 
     @property
     def cache(self) -> OrderCache:
@@ -173,14 +175,15 @@ class OrderService:
         stale: CachedEntry | None = None
         seen: tuple[str, object] | None = None
         if not query.no_cache:
-            entry, seen, failed = await self._cached(key)
+            # The hot path: a fresh entry in memory is answered without awaiting anything.
+            entry = self._cache.peek(key)
+            if entry is not None and self._clock() < entry.fresh_until:
+                return self._hit(query, entry)
+            entry, seen, failed = await self._cached(key, entry)
             if entry is not None:
                 now = self._clock()
                 if now < entry.fresh_until:
-                    self._calls_saved.inc()
-                    if self._options.verify_sample_rate > 0:
-                        self._maybe_verify(query, entry)
-                    return OrderAnswer(entry, CacheResult.HIT, max(0, int(now - entry.fetched_at)))
+                    return self._hit(query, entry)
                 # Kept past its TTL only for stale-if-error (final entries only, see _read).
                 stale = entry
             result = CacheResult.ERROR if failed else CacheResult.MISS
@@ -200,6 +203,8 @@ class OrderService:
             # its own waiters.
             self._inflight[key] = flight
             task.add_done_callback(self._forget(key, flight))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         else:
             self._metrics.coalesced.inc()
             self._calls_saved.inc()
@@ -221,15 +226,22 @@ class OrderService:
             upstream_elapsed=fetched.upstream_elapsed,
         )
 
-    async def _cached(self, key: str) -> tuple[CachedEntry | None, tuple[str, object] | None, bool]:
-        """The cached entry (fresh or not), what the lookup saw of the order's generation
-        (None if it could not tell), and whether Redis failed."""
+    def _hit(self, query: OrderQuery, entry: CachedEntry) -> OrderAnswer:
+        self._calls_saved.inc()
+        if self._options.verify_sample_rate > 0:
+            self._maybe_verify(query, entry)
+        return OrderAnswer(entry, CacheResult.HIT, max(0, int(self._clock() - entry.fetched_at)))
+
+    async def _cached(
+        self, key: str, entry: CachedEntry | None
+    ) -> tuple[CachedEntry | None, tuple[str, object] | None, bool]:
+        """After peek() gave `entry` (None, or kept past its freshness): the cached entry,
+        what the lookup saw of the order's generation (None if it could not tell), and
+        whether Redis failed."""
         cache = self._cache
-        entry = cache.peek(key)
         if cache.remote is None:
             return entry, ("memory", cache.local_fence(key)), False
-        if entry is not None:
-            return entry, None, False  # front entries are always fresh: a hit
+        # (A front-layer copy never outlives its freshness by more than clock skew: ask Redis.)
         lookup = await cache.lookup(key)
         if lookup.failed:
             return None, None, True
@@ -395,7 +407,7 @@ class OrderService:
     async def close(self) -> None:
         """Cancel background work and upstream calls still under way (shutdown)."""
         await self.background.close()
-        tasks = [flight.task for flight in self._inflight.values()]
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         if tasks:
