@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tools demo serve test lint format typecheck check bench soak k8s-check clean
+.PHONY: help venv tools demo serve test lint format typecheck check bench soak check-history k8s-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ check: lint typecheck test ## everything CI runs
 
 soak: tools ## minutes of mixed traffic with faults (SOAK_SECONDS=180); reports errors, latency, RSS
 	$(BIN)/python scripts/soak.py --seconds $${SOAK_SECONDS:-180}
+
+check-history: tools ## many seeded histories (SEEDS=200) against real processes, every answer checked
+	$(BIN)/python scripts/check_history.py --seeds $${SEEDS:-200}
 
 bench: tools ## benchmark the hot paths against ceilings measured in the same run
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -1,0 +1,1 @@
+"""A Jepsen-style history checker: real processes, seeded faults, every answer judged."""
