@@ -45,8 +45,18 @@ SCHEDULE = [
     (5, "redis back", None, "start"),
     (5, "partial bodies", {"kind": "partial_body"}, None),
     (5, "juspay 429s", {"kind": "status", "status": 429}, None),
+    # Juspay refunds a cached order and its webhook never comes: only the verification sample
+    # can notice (and its fresh read replaces the stale entry).
+    (5, "refund, no webhook", None, "refund"),
     (5, "steady", None, None),
 ]
+# What the report reads back from the proxy's /metrics at the end.
+CONSISTENCY_METRICS = (
+    "order_proxy_cache_verifications_total",
+    "order_proxy_cache_fenced_saves_total",
+    "order_proxy_cache_invalidations_total",
+    "order_proxy_cache_rejected_entries_total",
+)
 
 
 def rss_mib(pid: int) -> float:
@@ -114,12 +124,16 @@ async def soak(seconds: float, concurrency: int) -> int:
             "JUSPAY_API_KEY": KEY,
             "REDIS_URL": redis.url,
             "JUSPAY_TIMEOUT_SECONDS": "3",
+            # Ten times the default, so a few minutes give a sample worth reading.
+            "PROXY_VERIFY_SAMPLE_RATE": "0.01",
         }
     )
     statuses: Counter[str] = Counter()
     latencies: list[float] = []
     problems: list[str] = []
     memory: list[tuple[float, float]] = []
+    consistency: dict[str, float] = {}
+    refunds = 0
     try:
         redis.start()
         sim.start()
@@ -149,7 +163,16 @@ async def soak(seconds: float, concurrency: int) -> int:
                 step += 1
                 if fault is not None:
                     await control(http, sim, "faults", fault)
-                if redis_action == "stop":
+                if redis_action == "refund":
+                    refunds += 1
+                    refund = {"id": f"rf-soak-{refunds}", "status": "SUCCESS", "amount": refunds}
+                    await control(
+                        http,
+                        sim,
+                        "orders",
+                        {"order_id": FINAL[0], "status": "CHARGED", "refunds": [refund]},
+                    )
+                elif redis_action == "stop":
                     redis.stop()
                 elif redis_action == "start":
                     redis.start()
@@ -162,6 +185,7 @@ async def soak(seconds: float, concurrency: int) -> int:
                 redis.start()
             stop.set()
             await asyncio.gather(*callers)
+            consistency = await scrape(http, proxy)
     finally:
         proxy.stop()
         sim.stop()
@@ -174,7 +198,20 @@ async def soak(seconds: float, concurrency: int) -> int:
         latencies=latencies,
         problems=problems,
         memory=memory,
+        consistency=consistency,
     )
+
+
+async def scrape(http: aiohttp.ClientSession, proxy: ServiceProcess) -> dict[str, float]:
+    """The proxy's consistency counters, by series (labels included)."""
+    async with http.get(f"{proxy.url}/metrics") as resp:
+        text = await resp.text()
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(CONSISTENCY_METRICS):
+            series, _, value = line.rpartition(" ")
+            found[series] = float(value)
+    return found
 
 
 def _report(
@@ -185,6 +222,7 @@ def _report(
     latencies: list[float],
     problems: list[str],
     memory: list[tuple[float, float]],
+    consistency: dict[str, float],
 ) -> int:
     total = sum(statuses.values())
     ordered = sorted(latencies)
@@ -217,6 +255,7 @@ def _report(
             "max": round(max(m for _, m in memory), 1),
             "median_growth_second_half": round(growth, 1),
         },
+        "consistency": consistency,
         "problems": sorted(set(problems)),
     }
     print(json.dumps(report, indent=2))
