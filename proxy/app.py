@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from proxy import handlers, health, webhooks
-from proxy.auth import ClientKeyAuth, WebhookCredentials
+from proxy.auth import ClientKeyAuth, WebhookAuth
 from proxy.cache.bus import EventBus
 from proxy.cache.coalesce import ReplicaCoalescer
 from proxy.cache.facade import OrderCache
@@ -38,7 +38,6 @@ from proxy.models import Decoders
 from proxy.openapi import build_openapi
 from proxy.orders import OrderService, ServiceOptions
 from proxy.redis_client import build_redis
-from proxy.secrets import Secret, SecretFile
 from proxy.settings import Settings
 from proxy.tasks import BackgroundTasks
 from proxy.upstream import Credentials, JuspayClient, build_session, close_session
@@ -77,14 +76,8 @@ def create_app(
     app[LIFECYCLE] = Lifecycle()
     app[OPENAPI] = msgspec.json.encode(build_openapi())
     app[DECODERS] = Decoders()
-    if settings.webhook is not None:
-        hook = settings.webhook
-        password: Secret | SecretFile = hook.password
-        if hook.password_file is not None:
-            password = SecretFile(
-                hook.password_file, hook.password, check_interval=settings.secret_refresh_seconds
-            )
-        app[WEBHOOK_AUTH] = WebhookCredentials(hook.username, password)
+    # Basic pairs (shared and per merchant) and JWT keyrings; with none, every webhook is a 401.
+    app[WEBHOOK_AUTH] = WebhookAuth(settings)
     app.cleanup_ctx.append(_resources(redis, http_session))
     app.on_shutdown.append(_start_draining)
     app.on_response_prepare.append(_strip_server_header)

@@ -1,4 +1,4 @@
-"""Who may call: client keys for internal services, and Juspay's webhook credentials.
+"""Who may call: client keys for internal services, and Juspay's webhook credentials and keys.
 
 A client key is sent the way Juspay's SDKs send an API key (Basic auth, the key as username,
 an empty password; some SDKs omit the colon), so an SDK pointed at the proxy needs only a new
@@ -21,9 +21,10 @@ from aiohttp.typedefs import Handler
 from aiohttp_basicauth import BasicAuthMiddleware
 
 from proxy.errors import Forbidden, Unauthorized, error_response
+from proxy.jwt_webhooks import JwtKeyring
 from proxy.keys import CLIENT, METRICS, RECORD
 from proxy.secrets import Secret, SecretFile
-from proxy.settings import ClientSettings
+from proxy.settings import ClientSettings, Settings, WebhookSettings
 
 CALLER_ROUTES = frozenset({"order", "order_status", "batch"})
 OPERATOR_ROUTES = frozenset({"purge"})
@@ -107,21 +108,125 @@ class ClientKeyAuth(BasicAuthMiddleware):  # type: ignore[misc]
         return await handler(request)
 
 
-class WebhookCredentials:
-    """Juspay's webhook Basic credentials; the password file (if any) is re-read on change."""
+def _digest(value: str) -> bytes:
+    """Fixed-length stand-in for a secret, so comparisons take the same time whatever its length."""
+    return hashlib.sha256(value.encode()).digest()
 
-    def __init__(self, username: str, password: Secret | SecretFile) -> None:
-        self._username = username.encode()
+
+class _BasicPair:
+    """One webhook Basic pair and the merchants it speaks for; a password file is re-read."""
+
+    __slots__ = ("_password", "_password_digest", "_username", "merchants")
+
+    def __init__(
+        self, username: str, password: Secret | SecretFile, merchants: frozenset[str]
+    ) -> None:
+        self._username = _digest(username)
         self._password = password
+        self._password_digest: tuple[Secret, bytes] | None = None
+        self.merchants = merchants
 
-    def check(self, header: str | None) -> bool:
-        auth = parse_basic(header)
-        if auth is None:
-            return False
-        secret = self._password.get() if isinstance(self._password, SecretFile) else self._password
-        user_ok = hmac.compare_digest(auth.login.encode(), self._username)
-        password_ok = hmac.compare_digest(auth.password.encode(), secret.reveal().encode())
-        return user_ok and password_ok
+    def matches(self, username: bytes, password: bytes) -> bool:
+        """Whether digests of a presented pair match; always compares both (constant time)."""
+        source = self._password
+        secret = source.get() if isinstance(source, SecretFile) else source
+        cached = self._password_digest
+        if cached is None or cached[0] is not secret:
+            cached = self._password_digest = (secret, _digest(secret.reveal()))
+        user_ok = hmac.compare_digest(username, self._username)
+        password_ok = hmac.compare_digest(password, cached[1])
+        return user_ok & password_ok
 
     def __repr__(self) -> str:
-        return "WebhookCredentials(<masked>)"
+        return f"_BasicPair(<masked>, merchants={sorted(self.merchants)!r})"
+
+
+class WebhookAuth:
+    """Who may send Juspay webhooks, per merchant.
+
+    Basic: each merchant's own pair (`webhook_username`), else the shared pair
+    (JUSPAY_WEBHOOK_USERNAME/PASSWORD). A merchant with JWT keys is not covered by the shared
+    pair: it takes plain webhooks only with a pair of its own (kept during a migration), since
+    Juspay encrypts every webhook of a merchant once JWT webhooks are on. A presented pair is
+    compared with every configured pair, always, in constant time; the answer is the set of
+    merchants it speaks for, and the webhook's body must then name one of them.
+
+    JWT: each merchant's keyring, found by the kid a token names (kids are unique across
+    merchants, checked at start-up).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        interval = settings.secret_refresh_seconds
+        self._pairs: list[_BasicPair] = []
+        self._keyrings: dict[str, JwtKeyring] = {}
+        self._kid_owner: dict[str, str] = {}
+        self._requires_jwt: frozenset[str] = frozenset(
+            m.merchant_id for m in settings.merchants if m.jwt is not None and m.webhook is None
+        )
+        if settings.webhook is not None:
+            shared = frozenset(
+                m.merchant_id for m in settings.merchants if m.webhook is None and m.jwt is None
+            )
+            self._pairs.append(_pair(settings.webhook, shared, interval))
+        for merchant in settings.merchants:
+            if merchant.webhook is not None:
+                self._pairs.append(
+                    _pair(merchant.webhook, frozenset({merchant.merchant_id}), interval)
+                )
+            if merchant.jwt is not None:
+                jwt = merchant.jwt
+                self._keyrings[merchant.merchant_id] = JwtKeyring(
+                    private_key_files=dict(jwt.private_key_files),
+                    public_key_files=dict(jwt.public_key_files),
+                    max_age_seconds=jwt.max_age_seconds,
+                    check_interval=interval,
+                )
+                for kid, _ in jwt.private_key_files:
+                    self._kid_owner[kid] = merchant.merchant_id
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any webhook can be accepted at all (a Basic pair or JWT keys configured)."""
+        return bool(self._pairs or self._keyrings)
+
+    @property
+    def has_jwt(self) -> bool:
+        return bool(self._keyrings)
+
+    def merchants_for(self, header: str | None) -> frozenset[str]:
+        """The merchants whose webhooks these Basic credentials may carry (empty: none)."""
+        auth = parse_basic(header)
+        if auth is None or not self._pairs:
+            return frozenset()
+        username, password = _digest(auth.login), _digest(auth.password)
+        found: set[str] = set()
+        for pair in self._pairs:  # every pair, whatever matched before
+            if pair.matches(username, password):
+                found |= pair.merchants
+        return frozenset(found)
+
+    def keyring_for(self, kid: str | None) -> tuple[str, JwtKeyring] | None:
+        """(merchant id, keyring) for the kid a JWT webhook names; a token that names none is
+        tried only when a single merchant has JWT keys."""
+        if kid is None:
+            if len(self._keyrings) == 1:
+                return next(iter(self._keyrings.items()))
+            return None
+        merchant_id = self._kid_owner.get(kid)
+        if merchant_id is None:
+            return None
+        return merchant_id, self._keyrings[merchant_id]
+
+    def requires_jwt(self, merchant_id: str) -> bool:
+        """A merchant with JWT keys and no Basic pair of its own: plain webhooks are refused."""
+        return merchant_id in self._requires_jwt
+
+    def __repr__(self) -> str:
+        return f"WebhookAuth(pairs={len(self._pairs)}, jwt_merchants={sorted(self._keyrings)!r})"
+
+
+def _pair(hook: WebhookSettings, merchants: frozenset[str], interval: float) -> _BasicPair:
+    password: Secret | SecretFile = hook.password
+    if hook.password_file is not None:
+        password = SecretFile(hook.password_file, hook.password, check_interval=interval)
+    return _BasicPair(hook.username, password, merchants)

@@ -16,6 +16,7 @@ from proxy.orders import CacheResult, OrderAnswer, OrderQuery
 from proxy.waits import is_settled
 
 FULL_GATEWAY_RESPONSE = "options.add_full_gateway_response"
+TXN_UUID = "txn_uuid"
 
 
 def _single(request: web.Request, name: str) -> str | None:
@@ -64,7 +65,12 @@ def parse_order_query(request: web.Request, raw_order_id: str | None) -> OrderQu
     """Everything the caller may say about an order read, validated; the rest is ignored."""
     order_id = validation.order_id(raw_order_id)
     request[RECORD].order_id = order_id
-    return read_options(request, order_id)
+    query = read_options(request, order_id)
+    # One payment attempt: forwarded and keyed (a batch names many orders, so not there).
+    txn_uuid = _single(request, TXN_UUID)
+    if txn_uuid is not None:
+        query = replace(query, txn_uuid=validation.txn_uuid(txn_uuid))
+    return query
 
 
 def read_options(request: web.Request, order_id: str) -> OrderQuery:

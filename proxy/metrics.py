@@ -211,7 +211,8 @@ class Metrics:
         )
         self.auth_failures = Counter(
             "order_proxy_auth_failures",
-            "Caller requests refused: bad or missing credentials, merchant or role not allowed.",
+            "Requests refused: bad or missing credentials, merchant or role not allowed; "
+            "webhooks also by why a JWT was refused (jwt_<reason>).",
             ["reason"],
             registry=r,
         )
@@ -219,6 +220,13 @@ class Metrics:
             "order_proxy_webhook_events",
             "Juspay webhooks received, by event and what the proxy did with them.",
             ["event", "result"],
+            registry=r,
+        )
+        self.webhook_unknown_events = Counter(
+            "order_proxy_webhook_unknown_events",
+            "Juspay webhook events the proxy does not know by name, by name class: order, "
+            "refund, txn, mandate, chargeback, notification, other.",
+            ["family"],
             registry=r,
         )
         self.purges = Counter(

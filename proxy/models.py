@@ -246,11 +246,18 @@ class WebhookOrder(msgspec.Struct, kw_only=True):
 
 
 class WebhookContent(msgspec.Struct, kw_only=True):
+    """What an event is about. Order, refund and transaction events carry the order; mandate
+    and chargeback events carry their own objects, whose webhook shape Juspay does not publish:
+    those are read loosely (any JSON), only for the order and merchant ids they may hold."""
+
     order: WebhookOrder | None = None
+    mandate: Any = None
+    chargeback: Any = None
+    txn: Any = None
 
 
 class WebhookEvent(msgspec.Struct, kw_only=True):
-    """Juspay's webhook envelope: {"id", "event_name", "date_created", "content": {"order"}}."""
+    """Juspay's webhook envelope: {"id", "event_name", "date_created", "content": {...}}."""
 
     id: Text = None
     event_name: Text = None

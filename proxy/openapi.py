@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from proxy import __version__
-from proxy.validation import ORDER_ID_MAX_LENGTH
+from proxy.validation import ORDER_ID_MAX_LENGTH, TXN_UUID_MAX_LENGTH
 
 ORDER_ID_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{ORDER_ID_MAX_LENGTH - 1}}}$"
+TXN_UUID_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{TXN_UUID_MAX_LENGTH - 1}}}$"
 _ERROR = {"$ref": "#/components/schemas/JuspayError"}
 _JSON_ERROR = {"application/json": {"schema": _ERROR}}
 _REQUEST_ID = {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}}
@@ -55,6 +56,21 @@ _ORDER_HEADERS = [
 ]
 
 
+_FULL_GATEWAY_RESPONSE = {
+    "name": "options.add_full_gateway_response",
+    "in": "query",
+    "description": "true or 1 (any case) adds the gateway's full response; every spelling "
+    "shares one cache entry",
+    "schema": {"type": "string", "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|1|0)$"},
+}
+_TXN_UUID = {
+    "name": "txn_uuid",
+    "in": "query",
+    "description": "One payment attempt: forwarded to Juspay and part of the cache key",
+    "schema": {"type": "string", "pattern": TXN_UUID_PATTERN},
+}
+
+
 def build_openapi() -> dict[str, Any]:
     order_id_param = {
         "name": "order_id",
@@ -78,11 +94,8 @@ def build_openapi() -> dict[str, Any]:
                     "parameters": [
                         order_id_param,
                         *_ORDER_HEADERS,
-                        {
-                            "name": "options.add_full_gateway_response",
-                            "in": "query",
-                            "schema": {"type": "string", "enum": ["true", "false"]},
-                        },
+                        _FULL_GATEWAY_RESPONSE,
+                        _TXN_UUID,
                         {
                             "name": "wait",
                             "in": "query",
@@ -151,6 +164,8 @@ def build_openapi() -> dict[str, Any]:
                             "schema": {"type": "string", "pattern": ORDER_ID_PATTERN},
                         },
                         *_ORDER_HEADERS,
+                        _FULL_GATEWAY_RESPONSE,
+                        _TXN_UUID,
                     ],
                     "responses": {**_ORDER_OK, **_ORDER_ERRORS},
                 }
@@ -184,19 +199,32 @@ def build_openapi() -> dict[str, Any]:
             "/webhooks/juspay": {
                 "post": {
                     "operationId": "juspayWebhook",
-                    "summary": "Juspay's order and refund webhooks (Basic auth set on Juspay)",
-                    "security": [{"webhookBasic": []}],
+                    "summary": "Juspay's webhooks: a signal that an order changed",
+                    "description": "Either a plain event with HTTP Basic credentials (the "
+                    "merchant's own pair, or the shared one), or Juspay's JWT webhook "
+                    '{"JWT": "<compact JWE>"} (RSA-OAEP or RSA-OAEP-256 + A256GCM around an '
+                    "RS256 JWS; the key is chosen by the kid in the JWE header), which needs "
+                    "no Basic credentials. The event's order is invalidated and re-read from "
+                    "Juspay; the webhook's own copy is never served.",
+                    "security": [{"webhookBasic": []}, {}],
                     "requestBody": {
                         "required": True,
                         "content": {
                             "application/json": {
-                                "schema": {"$ref": "#/components/schemas/WebhookEvent"}
+                                "schema": {
+                                    "oneOf": [
+                                        {"$ref": "#/components/schemas/WebhookEvent"},
+                                        {"$ref": "#/components/schemas/JwtWebhook"},
+                                    ]
+                                }
                             }
                         },
                     },
                     "responses": {
                         "200": {
-                            "description": "Accepted (applied, ignored or stale)",
+                            "description": "Taken: the order was invalidated, or there was "
+                            "nothing to do (an event naming no order, a merchant not served, "
+                            "a JWT webhook already handled)",
                             "headers": _REQUEST_ID,
                             "content": {
                                 "application/json": {
@@ -204,10 +232,22 @@ def build_openapi() -> dict[str, Any]:
                                 }
                             },
                         },
-                        "400": _error("Malformed or oversized body"),
-                        "401": _error("Webhook credentials missing or wrong"),
+                        "400": _error("Malformed, hostile or oversized body; nothing changed"),
+                        "401": _error(
+                            "Webhook credentials missing or wrong, webhooks not configured, "
+                            "or a JWT webhook that does not decrypt, verify or is too old; "
+                            "nothing changed"
+                        ),
+                        "403": _error(
+                            "The credentials are valid, but not for the merchant the event "
+                            "names (or that merchant only takes JWT webhooks); nothing changed"
+                        ),
                         "404": _error("No such route"),
                         "413": _error("Body too large"),
+                        "503": _error(
+                            "The invalidation could not be confirmed; Juspay retries",
+                            retry_after=True,
+                        ),
                     },
                 }
             },
@@ -322,14 +362,54 @@ def build_openapi() -> dict[str, Any]:
                 },
                 "WebhookEvent": {
                     "type": "object",
+                    "description": "A plain webhook (HTTP Basic). Order, refund and TXN_* "
+                    "events carry the order; MANDATE_* and CHARGEBACK_* events a mandate or "
+                    "chargeback object, searched for an order_id (and merchant_id). Unknown "
+                    "events are acknowledged and counted.",
                     "properties": {
                         "id": {"type": "string"},
                         "event_name": {"type": "string"},
                         "date_created": {"type": "string"},
                         "content": {
                             "type": "object",
-                            "properties": {"order": {"$ref": "#/components/schemas/Order"}},
+                            "properties": {
+                                "order": {"$ref": "#/components/schemas/Order"},
+                                "mandate": {"type": "object"},
+                                "chargeback": {"type": "object"},
+                                "txn": {"type": "object"},
+                            },
                         },
+                    },
+                },
+                "JwtWebhook": {
+                    "type": "object",
+                    "description": "Juspay's JWT webhook: the event, signed by Juspay (JWS "
+                    "RS256) and encrypted to the merchant's key (JWE RSA-OAEP or RSA-OAEP-256, "
+                    "A256GCM); compact, or as Juspay's SDKs spell the five parts",
+                    "required": ["JWT"],
+                    "properties": {
+                        "JWT": {
+                            "oneOf": [
+                                {"type": "string", "description": "a compact JWE"},
+                                {
+                                    "type": "object",
+                                    "required": [
+                                        "header",
+                                        "encryptedKey",
+                                        "iv",
+                                        "encryptedPayload",
+                                        "tag",
+                                    ],
+                                    "properties": {
+                                        "header": {"type": "string"},
+                                        "encryptedKey": {"type": "string"},
+                                        "iv": {"type": "string"},
+                                        "encryptedPayload": {"type": "string"},
+                                        "tag": {"type": "string"},
+                                    },
+                                },
+                            ]
+                        }
                     },
                 },
                 "BatchResult": {
@@ -362,13 +442,7 @@ def build_openapi() -> dict[str, Any]:
                         "status": {"type": "string", "enum": ["ok"]},
                         "result": {
                             "type": "string",
-                            "enum": [
-                                "refreshed",
-                                "dropped",
-                                "stale_event",
-                                "ignored",
-                                "unknown_merchant",
-                            ],
+                            "enum": ["invalidated", "ignored", "duplicate", "unknown_merchant"],
                         },
                     },
                 },

@@ -72,6 +72,8 @@ class OrderQuery:
     # No-cache only: the loop time the request arrived; only a read that started at or after
     # it may answer the request.
     not_before: float | None = None
+    # One payment attempt (`txn_uuid`): forwarded and keyed; its answer is not the order's.
+    txn_uuid: str | None = None
 
 
 def fresh(query: OrderQuery) -> OrderQuery:
@@ -159,7 +161,11 @@ class OrderService:
 
     def key(self, query: OrderQuery) -> str:
         return self.keys.entry(
-            query.merchant_id, query.order_id, query.version, query.full_gateway_response
+            query.merchant_id,
+            query.order_id,
+            query.version,
+            query.full_gateway_response,
+            query.txn_uuid,
         )
 
     def base(self, merchant_id: str, order_id: str) -> str:
@@ -305,6 +311,7 @@ class OrderService:
                 version=query.version,
                 full_gateway_response=query.full_gateway_response,
                 routing_id=query.routing_id,
+                txn_uuid=query.txn_uuid,
             )
         )
         decision = policy.decide(answer.status, answer.view, query.order_id, self._policy)

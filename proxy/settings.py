@@ -578,14 +578,24 @@ def _toml_merchant(
 
 
 def _merchants(
-    env: Mapping[str, str], toml: _ConfigToml, base_dir: Path
+    env: Mapping[str, str],
+    toml: _ConfigToml,
+    base_dir: Path,
+    shared_webhook: WebhookSettings | None = None,
 ) -> tuple[list[MerchantSettings], str | None]:
     """One merchant from the environment and/or a list from the file, and the default."""
     merchants: list[MerchantSettings] = []
+    # kid -> merchant: the proxy picks a merchant's keyring by the kid a JWT webhook names.
+    kid_owners: dict[str, str] = {}
     env_merchant = _env_merchant(env)
     env_jwt = _env_jwt(env)
     if env_merchant is not None:
-        merchants.append(replace(env_merchant, jwt=env_jwt))
+        # With JWT keys, a merchant takes plain (Basic) webhooks only with a pair of its own;
+        # for JUSPAY_MERCHANT_ID that pair is JUSPAY_WEBHOOK_USERNAME/PASSWORD (a migration
+        # keeps both set; unsetting the pair leaves JWT only).
+        own_pair = shared_webhook if env_jwt is not None else None
+        merchants.append(replace(env_merchant, jwt=env_jwt, webhook=own_pair))
+        _claim_kids(kid_owners, merchants[-1], None)
     elif env_jwt is not None:
         raise SettingsError(
             "JUSPAY_WEBHOOK_JWT_PRIVATE_KEY_FILE",
@@ -604,6 +614,7 @@ def _merchants(
                 f"PROXY_CONFIG_FILE merchants[{index}].id",
                 f"merchant {merchant.merchant_id!r} is listed twice",
             )
+        _claim_kids(kid_owners, merchant, where)
         merchants.append(merchant)
     if not merchants:
         raise SettingsError(
@@ -621,6 +632,21 @@ def _merchants(
     elif len(merchants) == 1:
         default_merchant = merchants[0].merchant_id
     return merchants, default_merchant
+
+
+def _claim_kids(owners: dict[str, str], merchant: MerchantSettings, where: str | None) -> None:
+    """Record the merchant's JWT key ids; a kid another merchant already holds is refused.
+    `where` names the file's merchant entry; None: the environment's merchant."""
+    if merchant.jwt is None:
+        return
+    for kid, _ in merchant.jwt.private_key_files:
+        owner = owners.setdefault(kid, merchant.merchant_id)
+        if owner != merchant.merchant_id:
+            raise SettingsError(
+                f"{where}.jwt_private_key_files.{kid}" if where else "JUSPAY_WEBHOOK_JWT_KID",
+                f"kid {kid!r} is already a key of merchant {owner!r}: JWT key ids must be "
+                "unique across merchants (a webhook's kid says whose it is)",
+            )
 
 
 def _toml_merchant_webhook(
@@ -1047,7 +1073,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         circuit=_circuit_settings(toml.circuit),
     )
 
-    merchants, default_merchant = _merchants(env, toml, base_dir)
+    webhook = _webhook(env)
+    merchants, default_merchant = _merchants(env, toml, base_dir, webhook)
 
     redis = _redis_settings(env, toml.redis)
 
@@ -1105,7 +1132,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         redis=redis,
         cache=_cache_settings(toml.cache, env.get("PROXY_VERIFY_SAMPLE_RATE")),
         server=server,
-        webhook=_webhook(env),
+        webhook=webhook,
         log=LogSettings(
             level=_choice("LOG_LEVEL", env.get("LOG_LEVEL"), "info", LOG_LEVELS),
             format=_choice("LOG_FORMAT", env.get("LOG_FORMAT"), "json", LOG_FORMATS),

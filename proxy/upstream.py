@@ -20,7 +20,7 @@ import msgspec
 import structlog
 from yarl import URL
 
-from proxy import policy
+from proxy import __version__, policy
 from proxy.bulkhead import Bulkhead
 from proxy.circuit import CircuitBreaker, CircuitState
 from proxy.errors import (
@@ -40,7 +40,11 @@ from proxy.settings import MerchantSettings, UpstreamSettings
 
 log = structlog.get_logger("proxy.upstream")
 
-USER_AGENT = "order-proxy"
+# A product User-Agent on every call: HDFC SmartGateway (the same API) is reported to sit behind
+# a CDN that refuses generic client agents such as aiohttp's own.
+USER_AGENT = f"order-proxy/{__version__}"
+TXN_UUID = "txn_uuid"
+FULL_GATEWAY_RESPONSE = "options.add_full_gateway_response"
 # Juspay's own answers that mean "try again": the read is idempotent, so retrying is safe.
 _RETRY_STATUSES = frozenset({502, 503, 504})
 _CONTENT_TYPE_MAX = 128
@@ -55,6 +59,8 @@ class UpstreamCall:
     version: str
     full_gateway_response: bool
     routing_id: str | None = None
+    # One payment attempt (validated by the caller-facing handler); None: the order's answer.
+    txn_uuid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,12 +172,19 @@ class JuspayClient:
         event = log.warning if new is CircuitState.OPEN else log.info
         event("circuit_state_changed", old=old.name.lower(), new=new.name.lower())
 
-    def url_for(self, order_id: str, full_gateway_response: bool) -> URL:
+    def url_for(
+        self, order_id: str, full_gateway_response: bool, txn_uuid: str | None = None
+    ) -> URL:
         """The upstream URL, rebuilt from the configured origin and a quoted id, then checked."""
         quoted = quote(order_id, safe="")
         url = self._base.with_path(self._orders_path + quoted, encoded=True)
+        query: dict[str, str] = {}
         if full_gateway_response:
-            url = url.with_query({"options.add_full_gateway_response": "true"})
+            query[FULL_GATEWAY_RESPONSE] = "true"
+        if txn_uuid is not None:
+            query[TXN_UUID] = txn_uuid
+        if query:
+            url = url.with_query(query)
         # Belt and braces: the id was validated, but the URL is what carries our credentials.
         if (
             url.scheme != self._base.scheme
@@ -179,6 +192,7 @@ class JuspayClient:
             or url.port != self._base.port
             or url.raw_path != self._orders_path + quoted
             or "/" in quoted
+            or dict(url.query) != query
         ):
             raise UpstreamBadBody("refusing to build an upstream URL outside the configured origin")
         return url
@@ -190,6 +204,8 @@ class JuspayClient:
             "version": call.version,
             "Accept": "application/json",
             "Content-Type": "application/x-www-form-urlencoded",
+            # Also set on the session; repeated here so an injected session sends it too.
+            "User-Agent": USER_AGENT,
         }
         if call.routing_id is not None:
             headers["x-routing-id"] = call.routing_id
@@ -269,7 +285,7 @@ class JuspayClient:
             metrics.upstream_requests.labels(outcome=outcome).inc()
 
     async def _attempt(self, call: UpstreamCall, started: float, deadline: float) -> UpstreamAnswer:
-        url = self.url_for(call.order_id, call.full_gateway_response)
+        url = self.url_for(call.order_id, call.full_gateway_response, call.txn_uuid)
         remaining = deadline - asyncio.get_running_loop().time()
         timeout = aiohttp.ClientTimeout(
             total=max(0.001, min(self._settings.attempt_timeout_seconds, remaining)),

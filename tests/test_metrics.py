@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestServer
 from prometheus_client.utils import floatToGoString
 
 from proxy import __version__
+from proxy.jwt_webhooks import REASONS as JWT_REASONS
 from proxy.metrics import (
     BATCH_BUCKETS,
     CACHE_RESULTS,
@@ -28,6 +29,7 @@ from proxy.metrics import (
 )
 from proxy.policy import StatusClass
 from proxy.simulator import Fault, SimulatorState
+from proxy.webhooks import FAMILIES
 from tests.conftest import MERCHANT, ProxyFactory, make_settings
 from tests.monitoring.exposition import (
     BAD_ORDER_ID,
@@ -58,18 +60,22 @@ ALLOWED_LABEL_VALUES: Mapping[str, Callable[[str], bool]] = {
             "not_operator",
             "merchant_not_allowed",
             "webhook_credentials",
+            "webhook_wrong_merchant",
+            "webhook_jwt_required",
         }
+        | {f"jwt_{reason}" for reason in JWT_REASONS}  # JWT webhooks refused, by why
         | {"undecodable", "foreign_key", "checksum"}  # entries read back and not served
     ).__contains__,
     "layer": frozenset({"memory", "redis"}).__contains__,
     # cache lookups; webhook outcomes; wait outcomes; verification samples
     "result": frozenset(
         {"hit", "miss", "error"}
-        | {"invalidated", "ignored", "unknown_merchant", "rejected", "unavailable"}
+        | {"invalidated", "ignored", "duplicate", "unknown_merchant", "rejected", "unavailable"}
         | {"final", "timeout", "shed"}
         | {"match", "diverged", "skipped"}
     ).__contains__,
     "event": re.compile(r"[a-z_]{1,40}").fullmatch,  # webhook event names, lower-cased, or other
+    "family": frozenset(FAMILIES).__contains__,  # webhook events by name class
     "cause": frozenset({"poll", "webhook", "peer"}).__contains__,
     "source": frozenset({"purge", "webhook", "refresh"}).__contains__,
     "status_class": frozenset(s.value for s in StatusClass).__contains__,

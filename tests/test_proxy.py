@@ -5,18 +5,31 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
-from aiohttp.test_utils import TestServer
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
+from proxy import __version__
+from proxy.app import create_app
 from proxy.keys import BUS, ORDER_SERVICE
 from proxy.orders import OrderQuery
 from proxy.policy import CachePolicy
-from proxy.settings import CacheSettings
+from proxy.secrets import Secret
+from proxy.settings import CacheSettings, WebhookSettings
 from proxy.simulator import Fault, SimulatorState
-from tests.conftest import API_KEY, MERCHANT, OTHER_API_KEY, OTHER_MERCHANT, ProxyFactory
+from tests.conftest import (
+    API_KEY,
+    MERCHANT,
+    OTHER_API_KEY,
+    OTHER_MERCHANT,
+    ProxyFactory,
+    make_settings,
+)
 from tests.support.rawhttp import raw_get
 
 CHARGED = "JP1636474794"  # a published sample: CHARGED, its one refund SUCCESS
@@ -412,3 +425,86 @@ async def test_simulator_refuses_a_wrong_key_like_juspay(simulator: TestServer) 
         ) as resp:
             assert resp.status == 401
             assert (await resp.json())["error_code"] == "access_denied"
+
+
+async def test_every_spelling_of_the_gateway_option_shares_one_entry(
+    make_proxy: ProxyFactory, simulator_state: SimulatorState
+) -> None:
+    proxy = await make_proxy()
+    option = "options.add_full_gateway_response"
+    on = [
+        (await proxy.get(f"/orders/{CHARGED}?{option}={value}")).headers["X-Cache"]
+        for value in ("TRUE", "1", "true", "True")
+    ]
+    assert on == ["MISS", "HIT", "HIT", "HIT"]
+    assert simulator_state.requests[-1].query == {option: "true"}  # one spelling upstream
+    off = [
+        (await proxy.get(f"/orders/{CHARGED}?{option}={value}")).headers["X-Cache"]
+        for value in ("FALSE", "0", "false")
+    ]
+    assert off == ["MISS", "HIT", "HIT"]
+    assert simulator_state.requests[-1].query == {}
+    assert (await proxy.get(f"/orders/{CHARGED}")).headers["X-Cache"] == "HIT"  # off is absent
+    assert (await proxy.get(f"/orders/{CHARGED}?{option}=yes")).status == 400
+    assert calls(simulator_state, CHARGED) == 2
+
+
+async def test_txn_uuid_is_validated_forwarded_and_keyed(
+    make_proxy: ProxyFactory, simulator_state: SimulatorState
+) -> None:
+    hook = WebhookSettings("juspay", Secret("hook-pw-123", "test"))
+    proxy = await make_proxy(webhook=hook)
+    attempt, other = "eulwh5QbZSBvw35eWnH", "moztmUw6ryK1DZXwBEV"
+    first = await proxy.get(f"/orders/{CHARGED}?txn_uuid={attempt}")
+    assert (first.status, first.headers["X-Cache"]) == (200, "MISS")
+    assert simulator_state.requests[-1].query == {"txn_uuid": attempt}
+    assert simulator_state.requests[-1].path == f"/orders/{CHARGED}?txn_uuid={attempt}"
+    assert (await proxy.get(f"/orders/{CHARGED}?txn_uuid={attempt}")).headers["X-Cache"] == "HIT"
+    legacy = await proxy.get(f"/order/status?order_id={CHARGED}&txn_uuid={attempt}")
+    assert legacy.headers["X-Cache"] == "HIT"  # the same key from the older SDK path
+    # Another attempt, and the order's own answer, are other entries.
+    assert (await proxy.get(f"/orders/{CHARGED}?txn_uuid={other}")).headers["X-Cache"] == "MISS"
+    assert (await proxy.get(f"/orders/{CHARGED}")).headers["X-Cache"] == "MISS"
+    full = await proxy.get(
+        f"/orders/{CHARGED}?txn_uuid={attempt}&options.add_full_gateway_response=1"
+    )
+    assert full.headers["X-Cache"] == "MISS"
+    assert simulator_state.requests[-1].query == {
+        "options.add_full_gateway_response": "true",
+        "txn_uuid": attempt,
+    }
+    assert calls(simulator_state, CHARGED) == 4
+    # Unsafe values never reach Juspay.
+    for bad in ("", "..%2Fx", "a%20b", "x" * 65, "ab:cd", "-lead", "%7Bx%7D", "a&txn_uuid=b"):
+        resp = await proxy.get(f"/orders/{CHARGED}?txn_uuid={bad}")
+        assert resp.status == 400, bad
+        assert (await resp.json())["error_code"] == "invalid_request"
+    assert calls(simulator_state, CHARGED) == 4
+    # A webhook for the order drops the attempt's entries too.
+    order = simulator_state.order_body(MERCHANT, CHARGED, "CHARGED")
+    body = json.dumps({"event_name": "ORDER_REFUNDED", "content": {"order": order}}).encode()
+    auth = {"Authorization": "Basic " + base64.b64encode(b"juspay:hook-pw-123").decode()}
+    assert (await proxy.post("/webhooks/juspay", data=body, headers=auth)).status == 200
+    await proxy.app[ORDER_SERVICE].background.join()
+    assert (await proxy.get(f"/orders/{CHARGED}?txn_uuid={attempt}")).headers["X-Cache"] == "MISS"
+
+
+async def test_a_product_user_agent_goes_on_every_upstream_call(
+    make_proxy: ProxyFactory,
+    simulator: TestServer,
+    simulator_state: SimulatorState,
+    aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
+) -> None:
+    agent = f"order-proxy/{__version__}"
+    assert re.fullmatch(r"order-proxy/\d+\.\d+\.\d+\S*", agent)
+    proxy = await make_proxy()
+    await proxy.get(f"/orders/{CHARGED}", headers={"User-Agent": "curl/8.5.0"})  # not forwarded
+    await proxy.post("/orders:batchGet", json={"order_ids": ["JPAYNEW032", "NOPE1"]})
+    # An application given its own HTTP session (no default headers) sends it too.
+    async with aiohttp.ClientSession() as session:
+        app = create_app(make_settings(simulator.make_url("")), http_session=session)
+        own = await aiohttp_client(app)
+        await own.get(f"/orders/{CHARGED}?txn_uuid=eulwh5QbZSBvw35eWnH")
+    seen = [request.headers.get("user-agent") for request in simulator_state.requests]
+    assert len(seen) == 4
+    assert set(seen) == {agent}

@@ -280,14 +280,21 @@ async def test_bad_webhook_bodies_answer_400_and_change_nothing(
 
 
 async def test_unknown_events_are_acknowledged_and_counted(gateway: Client) -> None:
-    body = json.dumps({"id": "evt_2", "event_name": "MANDATE_ACTIVATED", "content": {}}).encode()
-    resp = await gateway.post(
-        "/webhooks/juspay", data=body, headers=basic(HOOK_USER, HOOK_PASSWORD)
-    )
-    assert resp.status == 200
-    assert (await resp.json())["result"] == "ignored"
+    # A known event that names no order, and an event whose name the proxy does not know.
+    for name in ("MANDATE_ACTIVATED", "PAYOUT_SETTLED"):
+        body = json.dumps({"id": "evt_2", "event_name": name, "content": {}}).encode()
+        resp = await gateway.post(
+            "/webhooks/juspay", data=body, headers=basic(HOOK_USER, HOOK_PASSWORD)
+        )
+        assert resp.status == 200
+        assert (await resp.json())["result"] == "ignored"
     metrics = await (await gateway.get("/metrics")).text()
+    assert (
+        'order_proxy_webhook_events_total{event="mandate_activated",result="ignored"} 1.0'
+        in metrics
+    )
     assert 'order_proxy_webhook_events_total{event="other",result="ignored"} 1.0' in metrics
+    assert 'order_proxy_webhook_unknown_events_total{family="other"} 1.0' in metrics
 
 
 @pytest.mark.parametrize(
