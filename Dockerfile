@@ -3,7 +3,8 @@
 # order-proxy container image.
 #
 #   builder  - builds a virtualenv at /opt/venv holding the runtime dependencies
-#              and the order-proxy wheel (nothing else: no pip cache, no source tree).
+#              and the order-proxy wheel (nothing else: no pip cache, no source tree,
+#              no build tools: those live in /opt/build, which stays behind).
 #   runtime  - the same slim base, the venv copied in, a numeric non-root user,
 #              no shell tooling added and nothing writable needed outside /tmp.
 #
@@ -19,25 +20,24 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore \
     PYTHONDONTWRITEBYTECODE=1
 
-RUN python -m venv /opt/venv
+RUN python -m venv /opt/venv && python -m venv /opt/build
 ENV PATH="/opt/venv/bin:${PATH}"
 
 WORKDIR /src
 
-# Dependencies first, in their own layer: it is rebuilt only when pyproject.toml
-# changes, not on every source edit. The list (plus the optional "speed" extra,
-# uvloop) is read straight from pyproject.toml with the stdlib TOML parser.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print(*p['dependencies'], *p.get('optional-dependencies', {}).get('speed', []), sep='\n')" \
-        > /tmp/requirements.txt \
-    && pip install --requirement /tmp/requirements.txt
+# Dependencies first, in their own layer: it is rebuilt only when the lock changes, not on
+# every source edit. The lock (`make lock`, from pyproject.toml) pins every runtime
+# package (and the "speed" extra) with the sha256 of each file: pip refuses anything else.
+# The build tools (pip, setuptools, wheel) come from their own lock.
+COPY requirements/runtime.txt requirements/build.txt ./requirements/
+RUN /opt/build/bin/python -m pip install --require-hashes --requirement requirements/build.txt \
+    && pip install --require-hashes --no-deps --requirement requirements/runtime.txt
 
 # Then the package itself, as a wheel, without touching the dependencies again.
 # pip compiles the .pyc files here, so the read-only runtime never needs to write them.
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY proxy ./proxy
-RUN pip wheel --no-deps --wheel-dir /tmp/wheels . \
+RUN /opt/build/bin/python -m pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/wheels . \
     && pip install --no-deps /tmp/wheels/*.whl
 
 

@@ -1,25 +1,37 @@
 # order-proxy: every workflow is a make target, the same locally and in CI.
-# The venv is built from pyproject.toml on first use and rebuilt when it changes.
+# The venv is built from the hashed lock (requirements/*.txt, made from pyproject.toml by
+# `make lock`) on first use, and rebuilt when the lock or pyproject.toml changes.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+LOCK_ARGS ?=
+# The resolver `make lock` uses (only there: installs read the lock with pip).
+UV_VERSION ?= 0.13.9
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tools demo serve test lint format typecheck check bench soak check-history k8s-check clean
+.PHONY: help venv lock lock-check tools demo serve test lint format typecheck check bench soak check-history k8s-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements/build.txt requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/build.txt
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
-venv: $(STAMP) ## create the virtualenv with the project and its dev tools
+venv: $(STAMP) ## create the virtualenv with the project and its dev tools, from the lock
+
+lock: $(STAMP) ## re-resolve requirements/*.txt from pyproject.toml (LOCK_ARGS=--upgrade: newest)
+	$(BIN)/python -m pip install --quiet 'uv==$(UV_VERSION)'
+	$(BIN)/python scripts/lock.py $(LOCK_ARGS)
+
+lock-check: $(STAMP) ## fail if pyproject.toml and requirements/*.txt disagree (offline)
+	$(BIN)/python scripts/lock.py --check
 
 tools: $(STAMP) ## make sure redis-server (and prometheus/promtool, wrk where possible) are present
 	@bash scripts/ensure-tools.sh
@@ -41,7 +53,7 @@ format: $(STAMP) ## apply ruff formatting and safe fixes
 typecheck: $(STAMP) ## mypy --strict on proxy/
 	$(BIN)/mypy
 
-check: lint typecheck test ## everything CI runs
+check: lock-check lint typecheck test ## everything CI runs
 
 soak: tools ## minutes of mixed traffic with faults (SOAK_SECONDS=180); reports errors, latency, RSS
 	$(BIN)/python scripts/soak.py --seconds $${SOAK_SECONDS:-180}
