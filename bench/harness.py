@@ -267,6 +267,7 @@ def run_wrk(
     *,
     connections: int = 32,
     script_args: tuple[str, ...] = (),
+    core: int | None = CLIENT_CORE,
 ) -> dict[str, Any]:
     """One wrk run (-t1, pinned to the client core); its totals and latency in a dict.
 
@@ -289,7 +290,7 @@ def run_wrk(
     ]
     if script_args:
         argv += ["--", *script_args]
-    code, out, err = _wrk_output(pinning.wrap(CLIENT_CORE, argv), duration + 20)
+    code, out, err = _wrk_output(pinning.wrap(core, argv), duration + 20)
     line = next((x for x in out.splitlines() if x.startswith("WRK_JSON ")), None)
     if code != 0 or line is None:
         raise BenchError(f"wrk failed ({code}): {out[-800:]} {err[-400:]}")

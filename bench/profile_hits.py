@@ -157,7 +157,7 @@ def _sample(
 
 
 def profile_layer(
-    layer: str, env_cfg: Config, pinning: Pinning, *, seconds: float
+    layer: str, env_cfg: Config, pinning: Pinning, *, seconds: float, log_level: str = "info"
 ) -> dict[str, Any]:
     """Two passes: sampling without pausing the proxy (self time, and the CPU per request
     that scales every share), then --native (whole stacks, for inclusive time)."""
@@ -171,7 +171,9 @@ def profile_layer(
                     env, "ceiling_bare", "--body-file", str(env.body_file)
                 )
             else:
-                proc, port = start_proxy(env, f"proxy-{layer}", redis=layer == "redis")
+                proc, port = start_proxy(
+                    env, f"proxy-{layer}", redis=layer == "redis", log_level=log_level
+                )
             path = f"/orders/{HIT_ORDER}"
             expect(port, path, body=env.body)
             expect(port, path, body=env.body, x_cache=None if layer == "bare" else "HIT")
@@ -234,6 +236,12 @@ def main(argv: list[str] | None = None) -> int:
         help="what to profile: the proxy's in-process or Redis HIT, or the bare aiohttp ceiling",
     )
     p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument(
+        "--log-level",
+        default="info",
+        help="the proxy's LOG_LEVEL: info (default config, one access line per request) or "
+        "warning (quiet)",
+    )
     args = p.parse_args(argv)
     if not (BIN / "py-spy").exists():
         print("py-spy not found: .venv/bin/pip install py-spy", file=sys.stderr)
@@ -256,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         only=frozenset(),
     )
     for layer in args.layer:
-        report(profile_layer(layer, cfg, pinning, seconds=args.seconds))
+        report(profile_layer(layer, cfg, pinning, seconds=args.seconds, log_level=args.log_level))
     return 0
 
 

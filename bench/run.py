@@ -11,10 +11,15 @@ Scenarios (all on 127.0.0.1):
   ceilings  bare aiohttp returning the bytes from memory; aiohttp + one redis.asyncio GET;
             aiohttp forwarding to the simulator with one shared session; nginx proxy_cache
             hit with an injected Authorization header (when nginx is installed)
-  proxy     `order-proxy serve`, LOG_LEVEL=warning: in-process HIT, Redis HIT, MISS on a
-            non-cacheable order, a 1,000-request burst for one uncached order (upstream calls
-            counted by the simulator), and 100k distinct orders through the in-process layer
-            with a 64 MiB bound (RSS checked)
+  proxy     `order-proxy serve`, stdout redirected to a file: in-process HIT and MISS in the
+            default configuration (LOG_LEVEL=info: one JSON access line per request, checked
+            after the run) and with quiet logs (warning), Redis HIT, MISS on one order, a
+            1,000-request burst for one uncached order (upstream calls counted by the
+            simulator), 100k distinct orders through the in-process layer with a 64 MiB bound
+            (RSS checked)
+  workers   the default-config HIT with the server on both cores: one process, then
+            `serve --workers 2` (wrk unpinned: the machine has two cores)
+  accessline  CPU of one access line (bench.accessline_micro) vs the structlog line
   decode    msgspec status-view decode vs json.loads of the same ~4 KB body
 
 Targets are reported as PASS / FALL SHORT; the exit status never depends on them. Raw results
@@ -204,8 +209,19 @@ def start_redis(procs: Processes, tmp: Path) -> tuple[Proc, str] | None:
 
 
 def start_proxy(
-    env: Env, name: str, *, redis: bool = False, config_file: Path | None = None
+    env: Env,
+    name: str,
+    *,
+    redis: bool = False,
+    config_file: Path | None = None,
+    log_level: str = "warning",
+    workers: int = 0,
+    cores: str | None = None,
 ) -> tuple[Proc, int]:
+    """`order-proxy serve` pinned to the server core, its stdout (JSON logs) redirected to a
+    file, as a container runtime would. `log_level="info"` is the default configuration (one
+    access line per request); "warning" the quiet one. `workers`: `serve --workers N`, pinned
+    to `cores` (e.g. "0,1")."""
     port = free_port()
     extra = {
         "JUSPAY_BASE_URL": f"http://127.0.0.1:{env.sim_port}",
@@ -213,8 +229,7 @@ def start_proxy(
         "JUSPAY_API_KEY": API_KEY,
         "PROXY_PORT": str(port),
         "PROXY_DRAIN_SECONDS": "1",
-        # Per-request access lines are info-level: without this each request prints one.
-        "LOG_LEVEL": "warning",
+        "LOG_LEVEL": log_level,
     }
     if redis:
         if env.redis_url is None:
@@ -222,9 +237,17 @@ def start_proxy(
         extra["REDIS_URL"] = env.redis_url
     if config_file is not None:
         extra["PROXY_CONFIG_FILE"] = str(config_file)
-    proc = env.procs.start(
-        name, [str(BIN / "order-proxy"), "serve"], core=SERVER_CORE, env=clean_env(**extra)
-    )
+    argv = [str(BIN / "order-proxy"), "serve"]
+    if workers > 1:
+        argv += ["--workers", str(workers)]
+    if cores is not None:
+        if env.pinning.enabled:
+            argv = ["taskset", "-c", cores, *argv]
+        proc = env.procs.start(name, argv, core=None, env=clean_env(**extra))
+        wait_ready(port, "/readyz", proc)
+        _wait_workers(proc, max(1, workers))
+        return proc, port
+    proc = env.procs.start(name, argv, core=SERVER_CORE, env=clean_env(**extra))
     wait_ready(port, "/readyz", proc)
     children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
     if children:
@@ -233,6 +256,20 @@ def start_proxy(
             "is read from one process, so the bench needs a single-process serve"
         )
     return proc, port
+
+
+def worker_pids(proc: Proc) -> list[int]:
+    """The `serve --workers N` children (under taskset, the process itself is serve)."""
+    text = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text()
+    return [int(pid) for pid in text.split()]
+
+
+def _wait_workers(proc: Proc, workers: int) -> None:
+    deadline = time.monotonic() + 30
+    while proc.log_path.read_bytes().count(b'"listening"') < workers:
+        if time.monotonic() > deadline or not proc.alive():
+            raise BenchError(f"{proc.name}: {workers} workers not listening: {proc.log_tail()}")
+        time.sleep(0.05)
 
 
 def start_python_server(env: Env, module: str, *args: str) -> tuple[Proc, int]:
@@ -273,20 +310,28 @@ def measure(
     aux: dict[str, Proc] | None = None,
     *,
     script_args: tuple[str, ...] = (),
+    wrk_core: int | None = CLIENT_CORE,
 ) -> dict[str, Any]:
-    """Warm up, then `runs` wrk runs; CPU of the server (and of helpers, for context)."""
+    """Warm up, then `runs` wrk runs; CPU of the server (all its processes: `--workers`) and
+    of helpers, for context. `wrk_core=None`: wrk unpinned (the workers scenarios)."""
     cfg = env.cfg
     helpers = aux or {}
     conns = cfg.connections
-    warm = run_wrk(env.pinning, port, path, cfg.warmup, connections=conns, script_args=script_args)
+    wrk = functools.partial(
+        run_wrk, env.pinning, port, path, connections=conns, script_args=script_args, core=wrk_core
+    )
+    warm = wrk(cfg.warmup)
+    pids = [server.pid, *worker_pids(server)]
+
+    def server_cpu() -> float:
+        return sum(cpu_seconds(pid) for pid in pids)
+
     runs: list[dict[str, Any]] = []
     for _ in range(cfg.runs):
-        before = cpu_seconds(server.pid)
+        before = server_cpu()
         aux_before = {name: cpu_seconds(p.pid) for name, p in helpers.items()}
-        result = run_wrk(
-            env.pinning, port, path, cfg.duration, connections=conns, script_args=script_args
-        )
-        spent = cpu_seconds(server.pid) - before
+        result = wrk(cfg.duration)
+        spent = server_cpu() - before
         if not server.alive():
             raise BenchError(f"{server.name} died during the run: {server.log_tail()}")
         requests = max(1, result["requests"])
@@ -428,17 +473,82 @@ def scenario_nginx(env: Env) -> dict[str, Any]:
         env.procs.stop(proc)
 
 
-def scenario_proxy_memory_hit(env: Env) -> dict[str, Any]:
-    proc, port = start_proxy(env, "proxy-memory-hit")
+def access_lines(proc: Proc) -> int:
+    """Access lines the proxy wrote to its stdout (the log file)."""
+    return proc.log_path.read_bytes().count(b'"event":"request"')
+
+
+def _with_log_check(proc: Proc, result: dict[str, Any], before: int) -> dict[str, Any]:
+    """Default config: one access line per request, none dropped (checked after the run)."""
+    time.sleep(0.2)  # the writer thread's last chunk: written within a loop turn or two
+    requests = sum(r["requests"] for r in result["runs"]) + result["warmup"]["requests"]
+    result["access_lines"] = access_lines(proc) - before
+    result["access_lines_per_request"] = result["access_lines"] / max(1, requests)
+    return result
+
+
+def _memory_hit(env: Env, name: str, log_level: str) -> dict[str, Any]:
+    proc, port = start_proxy(env, name, log_level=log_level)
     try:
         path = f"/orders/{HIT_ORDER}"
         expect(port, path, body=env.body, x_cache="MISS")
         expect(port, path, body=env.body, x_cache="HIT")
+        before = access_lines(proc)
         result = measure(env, port, path, proc)
+        if log_level == "info":
+            _with_log_check(proc, result, before)
         expect(port, path, body=env.body, x_cache="HIT")
         return result
     finally:
         env.procs.stop(proc)
+
+
+def scenario_proxy_memory_hit(env: Env) -> dict[str, Any]:
+    return _memory_hit(env, "proxy-memory-hit", "warning")
+
+
+def scenario_proxy_memory_hit_default(env: Env) -> dict[str, Any]:
+    return _memory_hit(env, "proxy-memory-hit-default", "info")
+
+
+def _workers(env: Env, workers: int) -> dict[str, Any]:
+    """Default config, in-process HIT, the server on both cores (1 process, or `--workers 2`)
+    and wrk unpinned: the machine has two cores, so all share them."""
+    name = f"proxy-workers-{workers}"
+    proc, port = start_proxy(env, name, log_level="info", workers=workers, cores="0,1")
+    try:
+        path = f"/orders/{HIT_ORDER}"
+        for _ in range(4 * workers):  # fill each worker's in-process layer
+            expect(port, path, body=env.body, x_cache=None)
+        result = measure(env, port, path, proc, wrk_core=None)
+        expect(port, path, body=env.body, x_cache="HIT")
+        result["workers"] = workers
+        return result
+    finally:
+        env.procs.stop(proc)
+
+
+def scenario_workers_1(env: Env) -> dict[str, Any]:
+    return _workers(env, 1)
+
+
+def scenario_workers_2(env: Env) -> dict[str, Any]:
+    return _workers(env, 2)
+
+
+def scenario_accessline(env: Env) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "bench.accessline_micro", "--out", str(env.tmp / "al.log")]
+    done = subprocess.run(
+        env.pinning.wrap(SERVER_CORE, argv),
+        cwd=BENCH.parent,
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"accessline_micro failed: {done.stderr[-800:]!r}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
 
 
 def scenario_proxy_redis_hit(env: Env) -> dict[str, Any]:
@@ -463,8 +573,16 @@ def _upstream_share(env: Env, before: int, result: dict[str, Any]) -> None:
 
 
 def scenario_proxy_miss(env: Env) -> dict[str, Any]:
+    return _miss(env, "proxy-miss", "warning")
+
+
+def scenario_proxy_miss_default(env: Env) -> dict[str, Any]:
+    return _miss(env, "proxy-miss-default", "info")
+
+
+def _miss(env: Env, name: str, log_level: str) -> dict[str, Any]:
     """A MISS per request: PENDING_VBV orders (never cached), cycling over 256 of them."""
-    proc, port = start_proxy(env, "proxy-miss")
+    proc, port = start_proxy(env, name, log_level=log_level)
     try:
         path = f"/orders/{PENDING_PREFIX}0"
         before, _ = sim_calls(env.sim_port, f"{PENDING_PREFIX}0")
@@ -474,8 +592,11 @@ def scenario_proxy_miss(env: Env) -> dict[str, Any]:
         if after - before != 2:
             raise BenchError(f"2 MISS requests made {after - before} upstream calls, not 2")
         _, total = sim_calls(env.sim_port, "")
+        before = access_lines(proc)
         result = measure(env, port, "/", proc, {"simulator": env.sim}, script_args=PENDING_CYCLE)
         _upstream_share(env, total, result)
+        if log_level == "info":
+            _with_log_check(proc, result, before)
         return result
     finally:
         env.procs.stop(proc)
@@ -654,15 +775,26 @@ SCENARIOS: dict[str, tuple[str, Callable[[Env], dict[str, Any]]]] = {
     "redis_get": ("ceiling: aiohttp + 1 redis GET", scenario_redis_get),
     "forward": ("ceiling: aiohttp forward to simulator", scenario_forward),
     "nginx": ("ceiling: nginx proxy_cache HIT", scenario_nginx),
-    "proxy_memory_hit": ("proxy: in-process HIT", scenario_proxy_memory_hit),
+    "proxy_memory_hit_default": (
+        "proxy: in-process HIT, default (info, JSON log to file)",
+        scenario_proxy_memory_hit_default,
+    ),
+    "proxy_memory_hit": ("proxy: in-process HIT, quiet logs", scenario_proxy_memory_hit),
     "proxy_redis_hit": ("proxy: Redis HIT", scenario_proxy_redis_hit),
-    "proxy_miss": ("proxy: MISS (PENDING_VBV, 256 orders)", scenario_proxy_miss),
+    "proxy_miss_default": (
+        "proxy: MISS (256 orders), default (info, log to file)",
+        scenario_proxy_miss_default,
+    ),
+    "proxy_miss": ("proxy: MISS (PENDING_VBV, 256 orders), quiet", scenario_proxy_miss),
     "proxy_miss_one": ("proxy: MISS, 1 order (coalesced)", scenario_proxy_miss_one),
     "burst_memory": ("proxy: burst, 1 uncached order (in-proc)", scenario_burst_memory),
     "burst_redis": ("proxy: burst, 1 uncached order (Redis)", scenario_burst_redis),
     "memory": ("proxy: 100k orders in-process, 64 MiB", scenario_memory),
     "waiters": ("proxy: 100 waiters, 2 replicas, settles at 5s", scenario_waiters),
     "decode": ("decode: msgspec status view vs json", scenario_decode),
+    "accessline": ("access line: msgspec + sink vs structlog", scenario_accessline),
+    "workers_1": ("workers: 1 process, default, both cores", scenario_workers_1),
+    "workers_2": ("workers: serve --workers 2, default", scenario_workers_2),
 }
 
 
@@ -693,10 +825,15 @@ def _ratio_row(
 
 TARGETS = {
     # scenario: (ceiling scenario, minimum req/s ratio, maximum p99 ratio)
-    "proxy_memory_hit": ("bare", 0.85, 1.5),
+    "proxy_memory_hit_default": ("bare", 0.85, 1.3),
+    "proxy_memory_hit": ("bare", 0.9, 1.5),
     "proxy_redis_hit": ("redis_get", 1.5, None),
+    "proxy_miss_default": ("forward", 0.85, None),
     "proxy_miss": ("forward", 0.85, None),
+    "workers_2": ("workers_1", 1.7, None),
 }
+# One access line: at most this many us of CPU (bench.accessline_micro).
+ACCESS_LINE_MAX_US = 3.0
 
 
 def _wrk_row(results: dict[str, Any], key: str) -> list[str]:
@@ -772,6 +909,20 @@ def _decode_row(data: dict[str, Any]) -> list[str]:
     return ["-", f"{view / 1000:.2f}us", f"{loads / 1000:.2f}us", "-", ratio, "-", "info"]
 
 
+def _accessline_row(data: dict[str, Any]) -> list[str]:
+    fast = data["msgspec_sink"]["median_us"]
+    slow = data["structlog"]["median_us"]
+    return [
+        "-",
+        f"{fast:.2f}us",
+        f"{slow:.2f}us",
+        f"{fast:.1f}",
+        f"structlog/msgspec {slow / fast:.1f}x",
+        f"<= {ACCESS_LINE_MAX_US:g} us CPU",
+        "PASS" if fast <= ACCESS_LINE_MAX_US else "FALL SHORT",
+    ]
+
+
 def build_rows(results: dict[str, Any], cfg: Config) -> list[list[str]]:
     rows: list[list[str]] = []
     for key, (label, _) in SCENARIOS.items():
@@ -788,6 +939,8 @@ def build_rows(results: dict[str, Any], cfg: Config) -> list[list[str]]:
             cells = _memory_row(data)
         elif key == "waiters":
             cells = _waiters_row(data)
+        elif key == "accessline":
+            cells = _accessline_row(data)
         else:
             cells = _decode_row(data)
         rows.append([label, *cells])
@@ -816,7 +969,11 @@ def notes(results: dict[str, Any], cfg: Config, pinning: Pinning, body_len: int)
         f"median of {cfg.runs} run(s) x {cfg.duration:g}s after {cfg.warmup:g}s warm-up; "
         f"wrk -t1 -c{cfg.connections} --latency; body {body_len} bytes",
         f"pinning: {pinning.note}",
-        "proxy runs as `order-proxy serve` with LOG_LEVEL=warning (no per-request log line)",
+        "proxy runs as `order-proxy serve`, stdout redirected to a file; 'default' = "
+        "LOG_LEVEL=info (one JSON access line per request, as installed), 'quiet' = warning",
+        "workers_1/workers_2: server on cores 0,1 and wrk unpinned (2 cores shared by all)",
+        "access line (p50 column = msgspec line through the sink, p99 column = structlog line, "
+        "CPU us per line incl. the writer thread)",
         "CPU us/req is the server process only; its core use in the median run (below 90% "
         "the server was not the bottleneck: a ceiling marked * is then a lower bound):",
         "  "
@@ -833,6 +990,10 @@ def notes(results: dict[str, Any], cfg: Config, pinning: Pinning, body_len: int)
         if aux and util:
             parts = [f"{n} {aux[n]:.0f} us/req ({util[n] * 100:.0f}% of a core)" for n in aux]
             out.append(f"  {key}: " + ", ".join(parts))
+    for key in ("proxy_memory_hit_default", "proxy_miss_default"):
+        lines = results.get(key, {}).get("access_lines_per_request")
+        if lines is not None:
+            out.append(f"{key}: {lines:.3f} access lines written per request")
     for key in ("proxy_miss", "proxy_miss_one"):
         share = results.get(key, {}).get("upstream_calls_per_request")
         if share is not None:
@@ -1064,7 +1225,7 @@ def main(argv: list[str] | None = None) -> int:
                 "wrk": f"wrk -t1 -c{cfg.connections} --latency",
                 "quick": cfg.quick,
                 "body_bytes": len(env.body),
-                "log_level": "warning",
+                "log_level": "info (default scenarios) / warning (quiet)",
                 "burst_count": cfg.burst_count,
                 "burst_upstream_delay_seconds": cfg.burst_delay,
                 "memory_orders": cfg.memory_orders,

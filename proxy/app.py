@@ -27,6 +27,7 @@ from proxy.keys import (
     METRICS,
     OPENAPI,
     ORDER_SERVICE,
+    SERVED,
     SETTINGS,
     WAITS,
     WEBHOOK_AUTH,
@@ -37,6 +38,7 @@ from proxy.middlewares import make_observe
 from proxy.models import Decoders
 from proxy.openapi import build_openapi
 from proxy.orders import OrderService, ServiceOptions
+from proxy.ratelimit import RATE_LIMITER, RateLimiter, any_limits, limit_requests
 from proxy.redis_client import build_redis
 from proxy.settings import Settings
 from proxy.tasks import BackgroundTasks
@@ -63,6 +65,8 @@ def create_app(
     ]
     if settings.clients:
         middlewares.append(ClientKeyAuth(settings.clients))
+    if any_limits(settings.clients):
+        middlewares.append(limit_requests)  # per-client rate limits, after authentication
     app = web.Application(
         middlewares=middlewares,
         client_max_size=settings.server.max_request_body_bytes,
@@ -87,10 +91,33 @@ def create_app(
     app.router.add_post("/orders:batchGet", handlers.batch_get, name="batch")
     app.router.add_delete("/cache/orders/{order_id}", handlers.purge_order, name="purge")
     app.router.add_post("/webhooks/juspay", webhooks.juspay_webhook, name="webhook")
+    if settings.server.internal_port is None:
+        _add_internal_routes(app)
+    # The caller API's description stays with the API (it holds no operational data).
+    app.router.add_get("/openapi.json", health.openapi, name="openapi")
+    return app
+
+
+def _add_internal_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", health.healthz, name="healthz")
     app.router.add_get("/readyz", health.readyz, name="readyz")
     app.router.add_get("/metrics", health.metrics, name="metrics")
-    app.router.add_get("/openapi.json", health.openapi, name="openapi")
+
+
+def create_internal_app(served: web.Application) -> web.Application:
+    """The internal listener (PROXY_INTERNAL_PORT): /healthz, /readyz and /metrics of the
+    proxy app `served`, which then does not serve them. No client keys: these routes never
+    need one (they hold no order data); keep this port off the gateway's path."""
+    settings = served[SETTINGS]
+    app = web.Application(
+        middlewares=[make_observe(log_requests=settings.log.level in ("debug", "info"))]
+    )
+    app[SERVED] = served
+    # The observing middleware counts nothing here, but reads these.
+    app[SETTINGS] = settings
+    app[METRICS] = served[METRICS]
+    app.on_response_prepare.append(_strip_server_header)
+    _add_internal_routes(app)
     return app
 
 
@@ -181,6 +208,14 @@ def _resources(
         app[ORDER_SERVICE] = service
         waits = WaitRegistry(service, metrics, settings.wait, store=store, bus=bus)
         app[WAITS] = waits
+        # Per-client rate limits: shared through Redis, per process while it is down.
+        app[RATE_LIMITER] = limiter = RateLimiter(
+            settings.clients,
+            metrics,
+            prefix=keys.prefix,
+            redis=redis_client,
+            timeout=settings.redis.socket_timeout_seconds,
+        )
         app[LIFECYCLE].ready = True
         try:
             yield
@@ -188,6 +223,7 @@ def _resources(
             app[LIFECYCLE].ready = False
             await waits.close()
             await service.close()
+            await limiter.close()
             if bus is not None:
                 await bus.close()
             if store is not None:

@@ -56,6 +56,18 @@ class CircuitBreaker:
     def state(self) -> CircuitState:
         return self._state
 
+    @property
+    def observed_state(self) -> CircuitState:
+        """The state as an operator should see it now, calls or not: once `open_seconds` have
+        passed, an open circuit lets the next call through as a probe, so it is half-open
+        even while no call has come to move it (the gauge reads this at scrape time)."""
+        if (
+            self._state is CircuitState.OPEN
+            and self._clock() - self._opened_at >= self._settings.open_seconds
+        ):
+            return CircuitState.HALF_OPEN
+        return self._state
+
     def retry_after(self) -> int:
         remaining = self._opened_at + self._settings.open_seconds - self._clock()
         return max(1, math.ceil(remaining))

@@ -55,16 +55,32 @@ def _parser() -> argparse.ArgumentParser:
     sim = commands.add_parser(
         "simulate",
         help="run only the Juspay-compatible upstream simulator",
-        description="Run the Juspay-compatible simulator (orders seeded from Juspay's samples).",
+        description="Run the Juspay-compatible simulator: orders seeded from Juspay's samples "
+        "for every merchant, plus orders still in progress that settle --settle-after "
+        "seconds after their first read, and a control API under /__sim/ (see the README).",
     )
     sim.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     sim.add_argument("--port", type=int, default=8099, help="listen port (default 8099)")
-    sim.add_argument("--merchant-id", default="demo_merchant", help="merchant id it accepts")
+    sim.add_argument(
+        "--merchant-id",
+        action="append",
+        dest="merchants",
+        metavar="ID[=ENV_VAR]",
+        help="a merchant it serves (repeat for several; default demo_merchant); its API key "
+        "is read from ENV_VAR when given, else from --api-key-env",
+    )
     sim.add_argument(
         "--api-key-env",
         default="SIMULATOR_API_KEY",
-        help="environment variable holding the API key it accepts (default SIMULATOR_API_KEY; "
-        "'demo_api_key' when unset)",
+        help="environment variable holding the API key of merchants given without their own "
+        "(default SIMULATOR_API_KEY; 'demo_api_key' when unset)",
+    )
+    sim.add_argument(
+        "--settle-after",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="each seeded in-progress order settles this long after its first read (default 30)",
     )
     key_cmd = commands.add_parser(
         "client-key",
@@ -139,22 +155,54 @@ def simulate(args: argparse.Namespace) -> int:
     from proxy.simulator import SimulatorState, create_simulator_app  # noqa: PLC0415
 
     configure_logging("info", os.environ.get("LOG_FORMAT", "json"))
-    key = os.environ.get(args.api_key_env) or "demo_api_key"
-    state = SimulatorState({args.merchant_id: key})
+    if not 0 <= args.settle_after <= 86400:
+        print("order-proxy: --settle-after must be between 0 and 86400 seconds", file=sys.stderr)
+        return 2
+    merchants: dict[str, str] = {}
+    key_sources: dict[str, str] = {}
+    for item in args.merchants or ["demo_merchant"]:
+        merchant_id, has_env, env_name = item.partition("=")
+        merchant_id = merchant_id.strip()
+        if not merchant_id or merchant_id in merchants:
+            print(f"order-proxy: --merchant-id {item!r}: empty or repeated", file=sys.stderr)
+            return 2
+        if has_env:
+            key = os.environ.get(env_name)
+            if not key:
+                print(
+                    f"order-proxy: --merchant-id {item!r}: ${env_name} is unset or empty",
+                    file=sys.stderr,
+                )
+                return 2
+            key_sources[merchant_id] = f"env:{env_name}"
+        else:
+            key = os.environ.get(args.api_key_env) or "demo_api_key"
+            key_sources[merchant_id] = (
+                f"env:{args.api_key_env}" if os.environ.get(args.api_key_env) else "demo_api_key"
+            )
+        merchants[merchant_id] = key
+    state = SimulatorState(merchants)
     seeded = state.seed_samples()
-    print(
-        json.dumps(
-            {
-                "event": "simulator_listening",
-                "url": f"http://{args.host}:{args.port}",
-                "merchant_id": args.merchant_id,
-                "orders": seeded,
-            }
-        ),
-        flush=True,
+    moving = state.seed_in_progress(args.settle_after)
+    line = json.dumps(
+        {
+            "event": "simulator_listening",
+            "url": f"http://{args.host}:{args.port}",
+            # Where each merchant's key came from (never the key itself).
+            "merchants": key_sources,
+            "merchant_id": next(iter(merchants)),
+            "orders": seeded,
+            "in_progress_orders": moving,
+            "settle_after_seconds": args.settle_after,
+        }
     )
     web.run_app(
-        create_simulator_app(state), host=args.host, port=args.port, print=None, access_log=None
+        create_simulator_app(state),
+        host=args.host,
+        port=args.port,
+        # Called once the socket is bound: whoever waits for this line can connect at once.
+        print=lambda _banner: print(line, flush=True),
+        access_log=None,
     )
     return 0
 
@@ -181,6 +229,20 @@ def check_config() -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`order-proxy check-config | head -1`): it took what it wanted.
+        # Point stdout at /dev/null so the interpreter's final flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return serve(args.workers)

@@ -1,4 +1,6 @@
-"""`order-proxy demo`: the simulator and the proxy on loopback, one order shown MISS then HIT."""
+"""`order-proxy demo`: the simulator and the proxy on loopback, one order shown MISS then HIT,
+an order in progress waited for with `?wait=`, and curl lines for the simulator's control API
+(advance an order, add a refund, inject latency or faults, fire a webhook at the proxy)."""
 
 from __future__ import annotations
 
@@ -12,12 +14,23 @@ from aiohttp import web
 from proxy.app import create_app
 from proxy.logs import configure_logging
 from proxy.secrets import Secret
-from proxy.settings import MerchantSettings, ServerSettings, Settings, UpstreamSettings
+from proxy.settings import (
+    MerchantSettings,
+    ServerSettings,
+    Settings,
+    UpstreamSettings,
+    WebhookSettings,
+)
 from proxy.simulator import SimulatorState, create_simulator_app
 
 MERCHANT = "demo_merchant"
 API_KEY = "demo_api_key"  # the simulator's own key; not a real credential
+SECOND_MERCHANT = "demo_travel"
+SECOND_API_KEY = "demo_travel_key"  # each merchant has its own key, as on Juspay
 ORDER = "JP1636474794"
+# The Basic pair the demo proxy takes Juspay's webhooks with (the simulator fires them).
+HOOK_USER, HOOK_PASSWORD = "demo_hooks", "demo_hook_password"
+SETTLE_SECONDS = 2.0
 
 
 async def _start(app: web.Application, port: int) -> tuple[web.AppRunner, int]:
@@ -30,24 +43,58 @@ async def _start(app: web.Application, port: int) -> tuple[web.AppRunner, int]:
     return runner, sockets[0].getsockname()[1]
 
 
-async def _show(session: aiohttp.ClientSession, url: str) -> None:
-    async with session.get(url, headers={"x-routing-id": "customer_1122"}) as resp:
+async def _show(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str] | None = None
+) -> None:
+    sent = {"x-routing-id": "customer_1122", **(headers or {})}
+    async with session.get(url, headers=sent) as resp:
         body = await resp.json()
+        wait = f"  X-Wait: {resp.headers['X-Wait']}" if "X-Wait" in resp.headers else ""
         print(
             f"  GET {url}\n    -> {resp.status} X-Cache: {resp.headers.get('X-Cache')}"
             f"  Age: {resp.headers.get('Age', '-')}  status: {body.get('status')}"
-            f"  amount: {body.get('amount')} {body.get('currency')}"
+            f"  amount: {body.get('amount')} {body.get('currency')}{wait}"
         )
 
 
+def _print_tries(base: str, sim: str, moving: list[str]) -> None:
+    print("\nTry it yourself:")
+    print(f"  curl -i {base}/orders/{ORDER}")
+    print(f"  curl -i -H 'x-merchantid: {SECOND_MERCHANT}' {base}/orders/{ORDER}")
+    print(f"  curl -i '{base}/orders/{moving[1]}?wait=10'")
+    print(f"  curl -i -H 'Cache-Control: no-cache' {base}/orders/{ORDER}")
+    print(f"  curl -i '{base}/order/status?order_id=JPAYNEW032'")
+    print(f"  curl -i {base}/orders/no-such-order")
+    print(f"  curl -i '{base}/orders/..%2Fadmin'")
+    print(f"  curl -s {base}/metrics | grep ^order_proxy_requests_total")
+    post = "curl -s -XPOST -H 'Content-Type: application/json'"
+    print("\nThe simulator's control API (README: Trying it locally):")
+    print(f"  curl -s {sim}/__sim/orders")
+    print(f"""  {post} {sim}/__sim/advance -d '{{"order_id": "{moving[1]}"}}'""")
+    print(f"""  {post} {sim}/__sim/refunds -d '{{"order_id": "{ORDER}", "amount": 5}}'""")
+    print(
+        f"""  {post} {sim}/__sim/webhooks -d '{{"order_id": "{ORDER}", """
+        f""""url": "{base}/webhooks/juspay", "username": "{HOOK_USER}", """
+        f""""password": "{HOOK_PASSWORD}"}}'"""
+    )
+    print(f"""  {post} {sim}/__sim/faults -d '{{"kind": "latency", "delay": 2}}'""")
+    print(f"""  {post} {sim}/__sim/faults -d '{{"kind": "status", "status": 503}}'""")
+    print(f"  curl -s -XDELETE {sim}/__sim/faults")
+
+
 async def _demo(port: int, once: bool) -> None:
-    state = SimulatorState({MERCHANT: API_KEY})
+    state = SimulatorState({MERCHANT: API_KEY, SECOND_MERCHANT: SECOND_API_KEY})
     orders = state.seed_samples()
+    moving = state.seed_in_progress(SETTLE_SECONDS)
     state.lifecycle(MERCHANT, "DEMO-PENDING", ["NEW", "PENDING_VBV", "CHARGED"], after_reads=2)
     sim_runner, sim_port = await _start(create_simulator_app(state), 0)
     settings = Settings(
-        merchants=(MerchantSettings(MERCHANT, Secret(API_KEY, "demo")),),
+        merchants=(
+            MerchantSettings(MERCHANT, Secret(API_KEY, "demo")),
+            MerchantSettings(SECOND_MERCHANT, Secret(SECOND_API_KEY, "demo")),
+        ),
         default_merchant=MERCHANT,
+        webhook=WebhookSettings(HOOK_USER, Secret(HOOK_PASSWORD, "demo")),
         upstream=UpstreamSettings(
             base_url=UpstreamSettings()
             .base_url.with_scheme("http")
@@ -58,8 +105,14 @@ async def _demo(port: int, once: bool) -> None:
     )
     proxy_runner, proxy_port = await _start(create_app(settings), port)
     base = f"http://127.0.0.1:{proxy_port}"
-    print(f"\nJuspay simulator on http://127.0.0.1:{sim_port}; proxy on {base} (in-process cache)")
-    print(f"Seeded orders: {', '.join(orders)}, and DEMO-PENDING (NEW -> PENDING_VBV -> CHARGED)\n")
+    sim = f"http://127.0.0.1:{sim_port}"
+    print(f"\nJuspay simulator on {sim}; proxy on {base} (in-process cache)")
+    print(f"Merchants: {MERCHANT} (the default) and {SECOND_MERCHANT}, each with its own key")
+    print(f"Seeded orders: {', '.join(orders)}, and DEMO-PENDING (NEW -> PENDING_VBV -> CHARGED)")
+    print(
+        f"In progress: {', '.join(moving)} (each settles {SETTLE_SECONDS:g} s after its "
+        "first read)\n"
+    )
     try:
         async with aiohttp.ClientSession() as session:
             print("A final (CHARGED) order, asked twice:")
@@ -68,13 +121,11 @@ async def _demo(port: int, once: bool) -> None:
             print("\nAn order still in progress is never cached:")
             for _ in range(3):
                 await _show(session, f"{base}/orders/DEMO-PENDING")
-        print("\nTry it yourself:")
-        print(f"  curl -i {base}/orders/{ORDER}")
-        print(f"  curl -i -H 'Cache-Control: no-cache' {base}/orders/{ORDER}")
-        print(f"  curl -i '{base}/order/status?order_id=JPAYNEW032'")
-        print(f"  curl -i {base}/orders/no-such-order")
-        print(f"  curl -i '{base}/orders/..%2Fadmin'")
-        print(f"  curl -s {base}/metrics | grep ^order_proxy_requests_total")
+            print(f"\nThe same order for the other merchant ({SECOND_MERCHANT}, its own key):")
+            await _show(session, f"{base}/orders/{ORDER}", {"x-merchantid": SECOND_MERCHANT})
+            print("\nWaiting (?wait=10) for an order in progress to settle:")
+            await _show(session, f"{base}/orders/{moving[0]}?wait=10")
+        _print_tries(base, sim, moving)
         if not once:
             print("\nServing until Ctrl-C.")
             stop = asyncio.Event()

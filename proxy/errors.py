@@ -6,6 +6,7 @@
     ├── Forbidden                   403  merchant not allowed for this caller
     ├── NotFoundError               404  no such route
     ├── PayloadTooLarge             413  request body over its bound
+    ├── RateLimited                 429  this client is over its rate limit; Retry-After
     ├── Overloaded                  503  shed load (bulkhead full, draining); Retry-After
     ├── CacheUnavailableError       503  a purge could not reach the cache
     └── UpstreamError               502  anything wrong with Juspay's answer
@@ -88,6 +89,14 @@ class PayloadTooLarge(ProxyError):
     error_code = "payload_too_large"
     category = "USER_ERROR"
     user_message = "Request body too large."
+
+
+class RateLimited(ProxyError):
+    status = 429
+    error_code = "rate_limited"
+    category = "USER_ERROR"
+    user_message = "Too many requests. Please retry after the time given in Retry-After."
+    outcome = "rate_limited"
 
 
 class Overloaded(ProxyError):

@@ -13,6 +13,7 @@ from proxy import validation
 from proxy.errors import BadRequest, Forbidden, ProxyError, error_body
 from proxy.keys import CLIENT, DECODERS, METRICS, ORDER_SERVICE, RECORD, SETTINGS, WAITS
 from proxy.orders import CacheResult, OrderAnswer, OrderQuery
+from proxy.ratelimit import upstream_admit
 from proxy.waits import is_settled
 
 FULL_GATEWAY_RESPONSE = "options.add_full_gateway_response"
@@ -168,7 +169,9 @@ async def get_order(request: web.Request) -> web.Response:
         raise BadRequest("order_id in the query differs from the one in the path")
     query = parse_order_query(request, raw_id)
     wait = _wait_seconds(request)
-    answer = await request.app[ORDER_SERVICE].get(query, _recorder(request))
+    answer = await request.app[ORDER_SERVICE].get(
+        query, _recorder(request), upstream_admit(request)
+    )
     if wait is None:
         return order_response(request, answer)
     if is_settled(answer):
@@ -180,7 +183,9 @@ async def get_order(request: web.Request) -> web.Response:
 async def get_order_status(request: web.Request) -> web.Response:
     """GET /order/status?order_id=… — the path older Juspay SDKs call."""
     query = parse_order_query(request, _single(request, "order_id"))
-    answer = await request.app[ORDER_SERVICE].get(query, _recorder(request))
+    answer = await request.app[ORDER_SERVICE].get(
+        query, _recorder(request), upstream_admit(request)
+    )
     return order_response(request, answer)
 
 
@@ -239,11 +244,12 @@ async def batch_get(request: web.Request) -> web.Response:
     request.app[METRICS].batch_size.observe(len(wanted.order_ids))
     template = read_options(request, "")  # merchant, version and options, once
     service = request.app[ORDER_SERVICE]
+    admit = upstream_admit(request)
 
     async def one(raw_id: str) -> bytes:
         try:
             order_id = validation.order_id(raw_id)
-            answer = await service.get(replace(template, order_id=order_id))
+            answer = await service.get(replace(template, order_id=order_id), admit=admit)
         except ProxyError as err:
             return _batch_item(raw_id[:80], err.status, None, error_body(err), is_json=True)
         entry = answer.entry

@@ -1,14 +1,24 @@
-"""Operator endpoints: liveness, readiness and the Prometheus scrape."""
+"""Operator endpoints: liveness, readiness and the Prometheus scrape.
+
+They are served by the proxy app itself, or, with PROXY_INTERNAL_PORT, by a small app of their
+own on another listener (`create_internal_app`), which reports the proxy app's state.
+"""
 
 from __future__ import annotations
 
 import msgspec
 from aiohttp import web
 
-from proxy.keys import BUS, LIFECYCLE, METRICS, OPENAPI, ORDER_SERVICE
+from proxy.keys import BUS, LIFECYCLE, METRICS, OPENAPI, ORDER_SERVICE, SERVED
 from proxy.metrics import EXPOSITION_CONTENT_TYPE
 
 _json = msgspec.json.Encoder()
+
+
+def _served(request: web.Request) -> web.Application:
+    """The proxy app: this one, or the one an internal listener's app reports on."""
+    served = request.app.get(SERVED)
+    return served if served is not None else request.app
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -18,9 +28,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Ready to serve. A Redis outage does not make us unready: the cache fails open."""
-    lifecycle = request.app[LIFECYCLE]
+    app = _served(request)
+    lifecycle = app[LIFECYCLE]
     body: dict[str, object] = {}
-    service = request.app.get(ORDER_SERVICE)
+    service = app.get(ORDER_SERVICE)
     if lifecycle.draining:
         body["status"] = "draining"
     elif not lifecycle.ready or service is None:
@@ -29,7 +40,7 @@ async def readyz(request: web.Request) -> web.Response:
         body["status"] = "ready"
     if service is not None:
         cache = service.cache
-        bus = request.app.get(BUS)
+        bus = app.get(BUS)
         if cache.layer == "redis" and bus is not None:
             body["cache"] = {
                 "layer": "redis",
@@ -45,9 +56,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[METRICS].render()
+    body = _served(request)[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": EXPOSITION_CONTENT_TYPE})
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[OPENAPI], content_type="application/json")
+    return web.Response(body=_served(request)[OPENAPI], content_type="application/json")

@@ -32,7 +32,7 @@ class RequestRecord:
     client: str | None = None
     merchant_id: str | None = None
     order_id: str | None = None
-    cache: str = "bypass"
+    cache: str = "none"  # answered before the cache was consulted (until told otherwise)
     order_status: str | None = None
     upstream_status: int | None = None
     upstream_ms: float | None = None
@@ -52,3 +52,5 @@ DECODERS = web.AppKey("decoders", Decoders)
 WAITS = web.AppKey("waits", WaitRegistry)
 # Only with Redis: the event bus between replicas.
 BUS = web.AppKey("bus", EventBus)
+# On the internal listener's app (PROXY_INTERNAL_PORT): the proxy app whose state it reports.
+SERVED = web.AppKey("served", web.Application)

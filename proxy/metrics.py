@@ -6,12 +6,26 @@ outcomes. An order id, merchant id or request id is never a label.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 
-from proxy import __version__
+from proxy import __version__, accesslog
+
+# Set (by `serve --workers N`) before prometheus_client is imported: every worker then keeps
+# its values in files there, and /metrics on any worker answers for all of them. Gauges say how
+# workers' values combine (`multiprocess_mode`); Gauge.set_function is not supported there, so
+# gauges computed from state are set at scrape time and every second (see `Metrics.refresh`).
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_DIR_ENV) or None
+
 
 # Sub-millisecond cache hits up to multi-second upstream calls, in one set of buckets.
 LATENCY_BUCKETS = (
@@ -33,7 +47,7 @@ LATENCY_BUCKETS = (
     10.0,
     30.0,
 )
-CACHE_RESULTS = ("hit", "miss", "bypass", "stale", "error")
+CACHE_RESULTS = ("hit", "miss", "bypass", "stale", "error", "none")
 ROUTES = ("order", "order_status", "batch", "purge", "webhook")
 UPSTREAM_OUTCOMES = (
     "ok",
@@ -55,6 +69,7 @@ REDIS_OPERATIONS = (
     "lock",
     "publish",
     "subscribe",
+    "ratelimit",
 )
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100)
 EXPOSITION_CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -63,7 +78,7 @@ EXPOSITION_CONTENT_TYPE = CONTENT_TYPE_LATEST
 class Metrics:
     """Every metric the proxy exports, created once per application."""
 
-    def __init__(self) -> None:
+    def __init__(self) -> None:  # noqa: PLR0915 - one statement per metric
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -106,16 +121,19 @@ class Metrics:
             "order_proxy_upstream_queued",
             "Upstream calls waiting for a bulkhead slot.",
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.upstream_in_flight = Gauge(
             "order_proxy_upstream_in_flight",
             "Calls to Juspay under way.",
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.circuit_state = Gauge(
             "order_proxy_circuit_state",
             "Upstream circuit breaker: 0 closed, 1 half-open, 2 open.",
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.cache_lookups = Counter(
             "order_proxy_cache_lookups",
@@ -173,11 +191,19 @@ class Metrics:
             "order_proxy_in_flight_requests",
             "Caller-facing requests being handled.",
             registry=r,
+            multiprocess_mode="livesum",
         )
         # Counted in a plain int by the one event loop and read at scrape time: no lock
         # per request.
         self.requests_in_flight = 0
-        self.in_flight.set_function(lambda: self.requests_in_flight)
+        self._gauge_functions: list[tuple[Gauge, Callable[[], float]]] = []
+        self.gauge_function(self.in_flight, lambda: self.requests_in_flight)
+        self.log_lines_dropped = Counter(
+            "order_proxy_log_lines_dropped",
+            "Log lines (access lines included) dropped because stdout did not keep up.",
+            registry=r,
+        )
+        self._dropped_seen = accesslog.dropped_total()
         self.redis_errors = Counter(
             "order_proxy_redis_errors",
             "Failed Redis operations (the proxy fails open and goes to Juspay).",
@@ -198,22 +224,32 @@ class Metrics:
             "order_proxy_redis_up",
             "1 when the last Redis operation succeeded, 0 when it failed.",
             registry=r,
+            multiprocess_mode="livemin",
         )
         self.memory_entries = Gauge(
             "order_proxy_memory_cache_entries",
             "Entries in the in-process cache.",
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.memory_bytes = Gauge(
             "order_proxy_memory_cache_bytes",
             "Bytes held by the in-process cache (bodies and keys).",
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.auth_failures = Counter(
             "order_proxy_auth_failures",
             "Requests refused: bad or missing credentials, merchant or role not allowed; "
             "webhooks also by why a JWT was refused (jwt_<reason>).",
             ["reason"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "order_proxy_rate_limited",
+            "Requests refused with 429 by a client's rate limit, by client name (configured "
+            "clients only) and scope: all (every request) or upstream (reads calling Juspay).",
+            ["client", "scope"],
             registry=r,
         )
         self.webhook_events = Counter(
@@ -239,6 +275,7 @@ class Metrics:
             "order_proxy_waiters",
             "Callers waiting (?wait=) for an order to become final.",
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.wait_results = Counter(
             "order_proxy_wait_results",
@@ -273,6 +310,7 @@ class Metrics:
             "Always 1; the version label tells which build is running.",
             ["version"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.build_info.labels(version=__version__).set(1)
         self._request_children: dict[tuple[str, int, str], tuple[Any, Any]] = {}
@@ -294,6 +332,20 @@ class Metrics:
             for cache in ("hit", "miss"):
                 self.requests.labels(route=route, code="200", cache=cache)
 
+    def gauge_function(self, gauge: Gauge, value: Callable[[], float]) -> None:
+        """Gauge.set_function that also works in multiprocess mode: set at every refresh."""
+        self._gauge_functions.append((gauge, value))
+
+    def refresh(self) -> None:
+        """Bring computed gauges and the dropped-lines count up to date (at scrape time, and
+        every second in each worker of `serve --workers N`)."""
+        for gauge, value in self._gauge_functions:
+            gauge.set(value())
+        dropped = accesslog.dropped_total()
+        if dropped > self._dropped_seen:
+            self.log_lines_dropped.inc(dropped - self._dropped_seen)
+            self._dropped_seen = dropped
+
     def redis_batch(self, size: int) -> None:
         self.redis_round_trips.inc()
         self.redis_commands.inc(size)
@@ -313,4 +365,11 @@ class Metrics:
         children[1].observe(duration)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        self.refresh()
+        path = multiprocess_dir()
+        if path is None:
+            return generate_latest(self.registry)
+        # Every worker's values, live and dead (counters), from the shared directory.
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from proxy import validation
+from proxy import accesslog, validation
+from proxy.accesslog import REQUEST_ID, AccessLine
 from proxy.errors import (
     MethodNotAllowed,
     NotFoundError,
@@ -55,7 +57,7 @@ async def _observe(
     request[RECORD] = record
     metrics = request.app[METRICS]
     counted = route in ROUTES
-    structlog.contextvars.bind_contextvars(request_id=record.request_id)
+    token = REQUEST_ID.set(record.request_id)
     if counted:
         metrics.requests_in_flight += 1
     status = 499  # what the log says if the caller went away before an answer
@@ -88,13 +90,61 @@ async def _observe(
             metrics.requests_in_flight -= 1
             metrics.observe_request(route, status, record.cache, duration)
         if log_requests or status >= 500:
-            _log_request(request, record, status, duration, counted)
-        structlog.contextvars.unbind_contextvars("request_id")
+            if accesslog.fast_path():
+                _write_request_line(request, record, status, duration, counted)
+            else:
+                _log_request(request, record, status, duration, counted)
+        REQUEST_ID.reset(token)
+
+
+def _write_request_line(
+    request: web.Request, record: RequestRecord, status: int, duration: float, counted: bool
+) -> None:
+    """The request line of `_log_request`, field for field, through the allow-listed Struct."""
+    info = counted or status >= 400 or record.route == "other"
+    level = logging.INFO if info else logging.DEBUG
+    sink = accesslog.fast_sink(level)
+    if sink is None:
+        return
+    # Positional: the field order of AccessLine (cheaper than keywords, on every request).
+    if counted:
+        line = AccessLine(
+            record.request_id,
+            "request",
+            request.method,
+            record.route,
+            status,
+            round(duration * 1000, 3),
+            "info",
+            accesslog.timestamp(),
+            record.cache,
+            record.merchant_id,
+            record.order_id,
+            record.order_status,
+            record.upstream_status,
+            record.error_code,
+            record.upstream_ms,
+            record.coalesced,
+        )
+    else:
+        line = AccessLine(
+            record.request_id,
+            "request",
+            request.method,
+            record.route,
+            status,
+            round(duration * 1000, 3),
+            "info" if info else "debug",
+            accesslog.timestamp(),
+            path=request.path[:200] if info else None,
+        )
+    sink.write_line(accesslog.encode_line(line))
 
 
 def _log_request(
     request: web.Request, record: RequestRecord, status: int, duration: float, counted: bool
 ) -> None:
+    """The request line through structlog (LOG_FORMAT=console, or logging not configured)."""
     fields: dict[str, object] = {
         "method": request.method,
         "route": record.route,

@@ -30,6 +30,7 @@ _ORDER_ERRORS: dict[str, Any] = {
     "401": _error("Caller credentials missing or wrong (when client keys are configured)"),
     "403": _error("The caller may not read this merchant's orders"),
     "404": _error("No such route"),
+    "429": _error("This client is over its rate limit", retry_after=True),
     "502": _error("Juspay refused the proxy's key, sent an unusable body, or was unreachable"),
     "503": _error("Load shed, circuit open or Juspay rate limiting", retry_after=True),
     "504": _error("Juspay did not answer within the deadline"),
@@ -192,6 +193,7 @@ def build_openapi() -> dict[str, Any]:
                         "401": _error("Credentials missing or wrong"),
                         "403": _error("Not an operator client, or merchant not allowed"),
                         "404": _error("No such route"),
+                        "429": _error("This client is over its rate limit", retry_after=True),
                         "503": _error("The cache could not be reached"),
                     },
                 }

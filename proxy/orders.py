@@ -18,7 +18,7 @@ import asyncio
 import enum
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 import msgspec
@@ -172,10 +172,15 @@ class OrderService:
         return self.keys.base(merchant_id, order_id)
 
     async def get(
-        self, query: OrderQuery, on_result: Callable[[CacheResult], None] | None = None
+        self,
+        query: OrderQuery,
+        on_result: Callable[[CacheResult], None] | None = None,
+        admit: Callable[[], Awaitable[None]] | None = None,
     ) -> OrderAnswer:
         """The answer for one order. `on_result` hears the cache result as soon as it is
-        known, so a miss whose upstream call then fails is still recorded as a miss."""
+        known, so a miss whose upstream call then fails is still recorded as a miss. `admit`
+        is awaited only when the answer must come from Juspay (a miss or a no-cache read),
+        before any upstream call; it may refuse with a ProxyError (a client's rate limit)."""
         key = self.key(query)
         result = CacheResult.BYPASS
         stale: CachedEntry | None = None
@@ -195,6 +200,8 @@ class OrderService:
             result = CacheResult.ERROR if failed else CacheResult.MISS
         if on_result is not None:
             on_result(result)
+        if admit is not None:
+            await admit()
 
         loop = asyncio.get_running_loop()
         flight = self._inflight.get(key)

@@ -3,21 +3,32 @@
 On SIGTERM (or SIGINT) the process stops being ready at once (/readyz answers 503), keeps
 listening for `shutdown_delay_seconds` so load balancers notice, then stops accepting, lets
 in-flight requests finish within `drain_seconds`, closes its resources and exits 0.
+
+With `--workers N`, the parent runs N such processes on one port (SO_REUSEPORT) and gives them
+one prometheus-client multiprocess directory (`PROMETHEUS_MULTIPROC_DIR`, or a new temporary
+one), emptied at start; when a worker exits its live gauges are dropped
+(`mark_process_dead`), and /metrics on any worker answers for the whole pod.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import structlog
 from aiohttp import web
 
-from proxy.app import create_app
-from proxy.keys import LIFECYCLE
+from proxy import accesslog
+from proxy.app import create_app, create_internal_app
+from proxy.keys import LIFECYCLE, METRICS
+from proxy.metrics import MULTIPROC_DIR_ENV, multiprocess_dir
 from proxy.settings import Settings
 
 log = structlog.get_logger("proxy.server")
@@ -40,12 +51,20 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
         backlog=1024,
     )
     await site.start()
-    log.info("listening", host=settings.server.host, port=settings.server.port, pid=os.getpid())
+    internal = await _start_internal(app, settings, reuse_port)
+    fields: dict[str, object] = {"host": settings.server.host, "port": bound_port(site)}
+    if internal is not None:
+        fields["internal_host"] = settings.server.internal_host or settings.server.host
+        fields["internal_port"] = bound_port(internal[1])
+    log.info("listening", **fields, pid=os.getpid())
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    refresher = (
+        asyncio.create_task(_refresh_metrics(app)) if multiprocess_dir() is not None else None
+    )
     try:
         await stop.wait()
         app[LIFECYCLE].draining = True
@@ -59,23 +78,102 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
             await asyncio.sleep(settings.server.shutdown_delay_seconds)
     finally:
         # Stops accepting, waits up to drain_seconds for in-flight requests, then cleans up.
+        if refresher is not None:
+            refresher.cancel()
         await runner.cleanup()
+        if internal is not None:
+            # Last: /metrics and /readyz (draining) answer until the proxy is gone.
+            await internal[0].cleanup()
         log.info("stopped")
+        sink = accesslog.sink()
+        if sink is not None:
+            sink.flush()
+
+
+def bound_port(site: web.TCPSite) -> int:
+    """The port a site listens on: the real one when the setting was 0 (any free port)."""
+    sockets = getattr(site._server, "sockets", None) or []
+    return int(sockets[0].getsockname()[1]) if sockets else site._port
+
+
+async def _start_internal(
+    app: web.Application, settings: Settings, reuse_port: bool
+) -> tuple[web.AppRunner, web.TCPSite] | None:
+    """The optional listener for /metrics, /readyz and /healthz (PROXY_INTERNAL_PORT)."""
+    if settings.server.internal_port is None:
+        return None
+    runner = web.AppRunner(create_internal_app(app), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(
+        runner,
+        settings.server.internal_host or settings.server.host,
+        settings.server.internal_port,
+        reuse_port=reuse_port or None,
+    )
+    await site.start()
+    return runner, site
+
+
+async def _refresh_metrics(app: web.Application) -> None:
+    """In multiprocess mode a scrape reaches one worker: every worker keeps its computed gauges
+    (in flight, queued, circuit state...) and dropped-lines count current on its own."""
+    metrics = app[METRICS]
+    while True:
+        metrics.refresh()
+        await asyncio.sleep(1.0)
+
+
+def prepare_multiprocess_dir() -> str:
+    """The directory the workers share their metric values in, emptied of earlier runs."""
+    path = multiprocess_dir()
+    if path is None:
+        path = tempfile.mkdtemp(prefix="order-proxy-metrics-")
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    return str(directory)
 
 
 def run_workers(workers: int) -> int:
     """Start `workers` copies of `serve` sharing the port with SO_REUSEPORT; forward signals."""
-    env = {**os.environ, "ORDER_PROXY_WORKER": "1"}
-    children = [
-        subprocess.Popen([sys.executable, "-m", "proxy", "serve"], env=env) for _ in range(workers)
-    ]
+    from prometheus_client import multiprocess  # noqa: PLC0415 - only the parent needs it
+
+    owned = multiprocess_dir() is None
+    metrics_dir = prepare_multiprocess_dir()
+    env = {**os.environ, "ORDER_PROXY_WORKER": "1", MULTIPROC_DIR_ENV: metrics_dir}
+    children = {
+        child.pid: child
+        for child in (
+            subprocess.Popen([sys.executable, "-m", "proxy", "serve"], env=env)
+            for _ in range(workers)
+        )
+    }
+    log.info("workers_started", workers=workers, pids=sorted(children), metrics_dir=metrics_dir)
 
     def forward(signum: int, _frame: object) -> None:
-        for child in children:
+        for child in children.values():
             if child.poll() is None:
                 child.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    codes = [child.wait() for child in children]
+    codes: list[int] = []
+    try:
+        while len(codes) < len(children):
+            pid, status = os.wait()
+            child = children.get(pid)
+            if child is None:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            child.returncode = code
+            codes.append(code)
+            # Its live gauges leave the sums; its counters stay (they are the pod's history).
+            multiprocess.mark_process_dead(pid, metrics_dir)  # type: ignore[no-untyped-call]
+            if code != 0:
+                log.warning("worker_exited", pid=pid, code=code)
+    finally:
+        if owned:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(metrics_dir)
     return max(codes, key=abs, default=0)

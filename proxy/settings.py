@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -63,6 +64,24 @@ class JwtWebhookSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A client's rate limit: `rate_per_second` on average, up to `burst` at once (GCRA)."""
+
+    rate_per_second: float
+    burst: int
+
+    @property
+    def interval(self) -> float:
+        """Seconds one request costs (the emission interval)."""
+        return 1.0 / self.rate_per_second
+
+    @property
+    def tolerance(self) -> float:
+        """How far ahead of now the theoretical arrival time may run: `burst` intervals."""
+        return self.burst * self.interval
+
+
+@dataclass(frozen=True, slots=True)
 class ClientSettings:
     """An internal service allowed to call the proxy, identified by a client key."""
 
@@ -72,9 +91,16 @@ class ClientSettings:
     key_sha256: str
     merchants: tuple[str, ...]  # merchant ids it may read; ("*",) for all
     operator: bool = False  # may purge cache entries
+    # Per-client limits (see proxy/ratelimit.py): every request, and reads that call Juspay.
+    rate_limit: RateLimit | None = None
+    upstream_rate_limit: RateLimit | None = None
 
     def may_read(self, merchant_id: str) -> bool:
         return "*" in self.merchants or merchant_id in self.merchants
+
+    def limit(self, scope: str) -> RateLimit | None:
+        """The limit for a scope: "all" (every request) or "upstream" (reads calling Juspay)."""
+        return self.rate_limit if scope == "all" else self.upstream_rate_limit
 
     def __repr__(self) -> str:
         return (
@@ -136,6 +162,10 @@ class CacheSettings:
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
+    # Optional listener for /metrics, /readyz and /healthz (then not on `port`); its host
+    # defaults to `host`.
+    internal_port: int | None = None
+    internal_host: str | None = None
     drain_seconds: float = 20.0
     # After SIGTERM, keep listening (readiness already false) this long before closing.
     shutdown_delay_seconds: float = 0.0
@@ -267,6 +297,8 @@ class Settings:
             "server": {
                 "host": self.server.host,
                 "port": self.server.port,
+                "internal_host": self.server.internal_host or self.server.host,
+                "internal_port": self.server.internal_port,
                 "drain_seconds": self.server.drain_seconds,
                 "shutdown_delay_seconds": self.server.shutdown_delay_seconds,
                 "max_request_body_bytes": self.server.max_request_body_bytes,
@@ -287,6 +319,7 @@ class Settings:
                         "key_sha256": c.key_sha256[:8] + "…",
                         "merchants": list(c.merchants),
                         "operator": c.operator,
+                        **_limits_shown(c),
                     }
                     for c in self.clients
                 ],
@@ -392,6 +425,10 @@ class _ClientToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     key_sha256: str
     merchants: list[str]  # explicit, "*" for all: no client gets every merchant by accident
     operator: bool = False
+    rate_per_second: float | None = None
+    burst: int | None = None
+    upstream_rate_per_second: float | None = None
+    upstream_burst: int | None = None
 
 
 class _ConfigToml(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -416,10 +453,55 @@ def _read_toml(path: Path) -> _ConfigToml:
     try:
         return msgspec.toml.decode(raw, type=_ConfigToml)
     except msgspec.ValidationError as exc:
-        # msgspec names the key path, e.g. "Object contains unknown field `ttl` - at `$.cache`".
-        raise SettingsError(f"PROXY_CONFIG_FILE ({path})", str(exc)) from None
+        setting, problem = _toml_problem(raw, str(exc))
+        raise SettingsError(f"PROXY_CONFIG_FILE ({path}) {setting}", problem) from None
     except msgspec.DecodeError as exc:
         raise SettingsError(f"PROXY_CONFIG_FILE ({path})", f"not valid TOML: {exc}") from None
+
+
+_TOML_KINDS = (
+    # msgspec's type names, most specific first, in the words of this README.
+    ("float", "a number"),
+    ("int", "a whole number"),
+    ("bool", "true or false"),
+    ("str", "a string"),
+    ("array", "a list"),
+    ("object", "a table"),
+)
+
+
+def _toml_problem(raw: bytes, message: str) -> tuple[str, str]:
+    """msgspec's wording ("Expected `float | null`, got `str` - at `$.upstream.timeout_seconds`")
+    turned into ours: the setting's dotted name, and what it must be, with the value given."""
+    text, _, where = message.partition(" - at `$")
+    where = where.rstrip("`")
+    dotted = where.lstrip(".") or "(top level)"
+    unknown = re.fullmatch(r"Object contains unknown field `(.+)`", text)
+    if unknown:
+        name = ".".join(p for p in (where.lstrip("."), unknown.group(1)) if p)
+        return name, "unknown setting (see the README for the keys the file may hold)"
+    missing = re.fullmatch(r"Object missing required field `(.+)`", text)
+    if missing:
+        return dotted, f"missing the required key {missing.group(1)!r}"
+    expected = re.fullmatch(r"Expected `([^`]+)`, got `([^`]+)`", text)
+    if expected:
+        wanted = expected.group(1)
+        kind = next((words for name, words in _TOML_KINDS if name in wanted), wanted)
+        return dotted, f"must be {kind}, got {_toml_value(raw, where)}"
+    return dotted, text
+
+
+def _toml_value(raw: bytes, where: str) -> str:
+    """The value at a msgspec path such as `.merchants[0].id`, shown short (the file holds no
+    secret values: keys are given as file paths or variable names)."""
+    try:
+        node: Any = msgspec.toml.decode(raw)
+        for name, index in re.findall(r"\.([^.\[]+)|\[(\d+)\]", where):
+            node = node[int(index)] if index else node[name]
+    except (msgspec.DecodeError, KeyError, IndexError, TypeError, ValueError):
+        return "another type"
+    shown = repr(node)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 # --- field parsers ----------------------------------------------------------------------------
@@ -483,20 +565,23 @@ def _is_loopback(host: str) -> bool:
 
 
 def _base_url(name: str, raw: str, *, allow_insecure: bool) -> URL:
+    shown = _shown_url(raw.strip())
     try:
         url = URL(raw.strip())
     except (ValueError, TypeError):
-        raise SettingsError(name, f"not a URL: {raw!r}") from None
+        raise SettingsError(name, f"not a URL: {shown!r}") from None
     if url.scheme not in ("http", "https") or not url.host:
-        raise SettingsError(name, f"must be an http(s) origin such as {DEFAULT_BASE_URL}")
+        raise SettingsError(
+            name, f"must be an http(s) origin such as {DEFAULT_BASE_URL}, got {shown!r}"
+        )
     if url.user or url.password:
-        raise SettingsError(name, "must not contain credentials")
+        raise SettingsError(name, f"must not contain credentials, got {shown!r}")
     if url.query_string or url.fragment:
-        raise SettingsError(name, "must not contain a query or fragment")
+        raise SettingsError(name, f"must not contain a query or fragment, got {shown!r}")
     if url.scheme == "http" and not (allow_insecure or _is_loopback(url.host)):
         raise SettingsError(
             name,
-            "plain http is allowed only for loopback hosts; use https "
+            f"plain http is allowed only for loopback hosts, got {shown!r}; use https "
             "(or set JUSPAY_ALLOW_INSECURE_HTTP=true for a trusted internal relay)",
         )
     return url.with_path(url.path.rstrip("/"))
@@ -936,6 +1021,41 @@ _REDIS_SCHEMES = {
 }
 
 
+def _shown_url(url: str) -> str:
+    """A URL fit for an error line: any user information (which may be a password) masked."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    _userinfo, at, hosts = authority.rpartition("@")
+    if not at:
+        return url
+    return f"{scheme}{sep}{MASK}@{hosts}{slash}{path}"
+
+
+def _redis_db(url: str, text: str) -> int:
+    """The database number of a REDIS_URL: a whole number, never silently database 0."""
+    if not text.isascii() or not text.isdigit() or int(text) > _MAX_REDIS_DB:
+        raise SettingsError(
+            "REDIS_URL",
+            f"the database must be a number from 0 to {_MAX_REDIS_DB}, got {text!r} "
+            f"in {_shown_url(url)!r}",
+        )
+    return int(text)
+
+
+_MAX_REDIS_DB = 65535
+
+
+def _internal_port(env: Mapping[str, str]) -> int | None:
+    raw = (env.get("PROXY_INTERNAL_PORT") or "").strip()
+    if not raw:
+        return None
+    port = _integer("PROXY_INTERNAL_PORT", raw, 0, low=0, high=65535)
+    public = _integer("PROXY_PORT", env.get("PROXY_PORT"), 8080, low=0, high=65535)
+    if port != 0 and port == public:
+        raise SettingsError("PROXY_INTERNAL_PORT", f"must differ from PROXY_PORT, got {raw!r}")
+    return port
+
+
 def _redis_settings(env: Mapping[str, str], toml: _RedisToml) -> RedisSettings:
     redis_url_raw = env.get("REDIS_URL", "").strip()
     redis_url = None
@@ -946,7 +1066,7 @@ def _redis_settings(env: Mapping[str, str], toml: _RedisToml) -> RedisSettings:
             raise SettingsError(
                 "REDIS_URL",
                 "must start with redis://, rediss://, unix://, redis+cluster:// or "
-                "redis+sentinel:// (password masked)",
+                f"redis+sentinel://, got {_shown_url(redis_url_raw)!r}",
             )
         mode = _REDIS_SCHEMES[scheme]
         if mode != "standalone":
@@ -957,12 +1077,23 @@ def _redis_settings(env: Mapping[str, str], toml: _RedisToml) -> RedisSettings:
             except ValueError as exc:
                 raise SettingsError("REDIS_URL", str(exc)) from None
             if mode == "sentinel" and not parts.path:
-                raise SettingsError("REDIS_URL", "redis+sentinel:// needs /service_name")
+                raise SettingsError(
+                    "REDIS_URL",
+                    f"redis+sentinel:// needs /service_name, got {_shown_url(redis_url_raw)!r}",
+                )
+            if mode == "sentinel" and len(parts.path) > 1:
+                _redis_db(redis_url_raw, "/".join(parts.path[1:]))
         else:
             try:
-                URL(redis_url_raw)
+                parsed = URL(redis_url_raw)
             except (ValueError, TypeError):
-                raise SettingsError("REDIS_URL", "not a URL") from None
+                raise SettingsError(
+                    "REDIS_URL", f"not a URL: {_shown_url(redis_url_raw)!r}"
+                ) from None
+            if scheme != "unix" and parsed.path.strip("/"):
+                _redis_db(redis_url_raw, parsed.path.strip("/"))
+            if "db" in parsed.query:
+                _redis_db(redis_url_raw, parsed.query["db"])
         redis_url = Secret(redis_url_raw, "env:REDIS_URL")
     return RedisSettings(
         url=redis_url,
@@ -1081,6 +1212,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     server = ServerSettings(
         host=(env.get("PROXY_HOST") or "127.0.0.1").strip(),
         port=_integer("PROXY_PORT", env.get("PROXY_PORT"), 8080, low=0, high=65535),
+        internal_port=_internal_port(env),
+        internal_host=(env.get("PROXY_INTERNAL_HOST") or "").strip() or None,
         drain_seconds=_number(
             "PROXY_DRAIN_SECONDS",
             env.get("PROXY_DRAIN_SECONDS") or toml.server.drain_seconds,
@@ -1172,9 +1305,47 @@ def _clients(items: list[_ClientToml], merchant_ids: set[str]) -> tuple[ClientSe
                 key_sha256=digest,
                 merchants=tuple(item.merchants),
                 operator=item.operator,
+                rate_limit=_rate_limit(where, "", item.rate_per_second, item.burst),
+                upstream_rate_limit=_rate_limit(
+                    where, "upstream_", item.upstream_rate_per_second, item.upstream_burst
+                ),
             )
         )
     return tuple(clients)
+
+
+_MIN_RATE, _MAX_RATE = 0.001, 1_000_000
+
+
+def _limits_shown(client: ClientSettings) -> dict[str, str]:
+    """A client's rate limits as check-config prints them (only those set)."""
+    shown = {}
+    for name, limit in (
+        ("rate_limit", client.rate_limit),
+        ("upstream_rate_limit", client.upstream_rate_limit),
+    ):
+        if limit is not None:
+            shown[name] = f"{limit.rate_per_second:g}/s, burst {limit.burst}"
+    return shown
+
+
+def _rate_limit(where: str, kind: str, rate: float | None, burst: int | None) -> RateLimit | None:
+    """`{kind}rate_per_second` and `{kind}burst` of one client; burst defaults to one second's
+    worth of requests (at least 1)."""
+    if rate is None:
+        if burst is not None:
+            raise SettingsError(f"{where}.{kind}burst", f"needs {kind}rate_per_second as well")
+        return None
+    if not _MIN_RATE <= rate <= _MAX_RATE:  # also refuses nan and inf
+        raise SettingsError(
+            f"{where}.{kind}rate_per_second",
+            f"must be between {_MIN_RATE} and {_MAX_RATE}, got {rate}",
+        )
+    if burst is None:
+        burst = max(1, math.ceil(rate))
+    elif not 1 <= burst <= _MAX_RATE:
+        raise SettingsError(f"{where}.{kind}burst", f"must be 1 to {_MAX_RATE}, got {burst}")
+    return RateLimit(rate_per_second=rate, burst=burst)
 
 
 def _key_prefix(raw: str | None) -> str:

@@ -6,8 +6,11 @@ seeded from Juspay's published samples, plays scripted lifecycles (NEW -> PENDIN
 CHARGED, failures, refunds that settle) and injects faults: latency, 5xx, 429, timeouts,
 connection resets, cut-short and slow bodies, malformed JSON and oversized bodies.
 
-A small control API under /__sim/ lets a test in another process script orders and faults.
-It listens on loopback only unless told otherwise; it is a test double, not a server to expose.
+A small control API under /__sim/ lets a test in another process (or a person with curl)
+script orders and faults: list orders, put or script one, advance it, add a refund, inject
+faults (latency, 5xx, 429, ...), and fire a Juspay-shaped webhook at a proxy. The README's
+"Trying it locally" section documents each route. It listens on loopback only unless told
+otherwise; it is a test double, not a server to expose.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 # Juspay's numeric ids for each status (keyed on the string everywhere else).
@@ -56,6 +60,13 @@ SEED_SAMPLES = (
     "ec-mandate.json",
 )
 TEMPLATE_SAMPLE = "pp-card.json"
+# Orders seeded still in progress (`seed_in_progress`): id -> the statuses they go through.
+IN_PROGRESS_SEEDS = {
+    "SIM-PENDING-1": ("PENDING_VBV", "CHARGED"),
+    "SIM-AUTHORIZING-1": ("AUTHORIZING", "AUTHORIZATION_FAILED"),
+}
+# CHARGED with a refund PENDING that settles to SUCCESS.
+REFUND_SEED = "SIM-REFUND-1"
 FAULT_KINDS = (
     "status",  # answer with `status` (e.g. 500, 503, 429) and Juspay's error body
     "latency",  # wait `delay` seconds, then answer normally
@@ -104,8 +115,16 @@ class SimOrder:
     index: int = 0
     reads: int = 0
     entered_at: float = field(default_factory=time.monotonic)
+    # Seeded in-progress orders: their clock starts at their first read, so they can be tried
+    # whenever one gets round to it.
+    idle_until_read: bool = False
 
-    def current(self) -> dict[str, Any]:
+    def current(self, *, read: bool = True) -> dict[str, Any]:
+        if self.idle_until_read:
+            if not read:
+                return self.stages[self.index].body
+            self.idle_until_read = False
+            self.entered_at = time.monotonic()
         # Move on while the next stage's condition holds (reads or time since the last move).
         while self.index + 1 < len(self.stages):
             stage = self.stages[self.index + 1]
@@ -262,6 +281,59 @@ class SimulatorState:
 
     def advance(self, merchant_id: str, order_id: str) -> None:
         self.orders[(merchant_id, order_id)].advance()
+
+    def seed_in_progress(self, settle_seconds: float, merchant_id: str | None = None) -> list[str]:
+        """Orders still moving, for trying `?wait=` and webhooks: each settles `settle_seconds`
+        after its first read (or at once with advance())."""
+        merchants = [merchant_id] if merchant_id else list(self.merchants)
+        seeded = [*IN_PROGRESS_SEEDS, REFUND_SEED]
+        for merchant in merchants:
+            for order_id, statuses in IN_PROGRESS_SEEDS.items():
+                self.lifecycle(merchant, order_id, list(statuses), after_seconds=settle_seconds)
+            self.refund_lifecycle(merchant, REFUND_SEED, after_seconds=settle_seconds)
+            for order_id in seeded:
+                self.orders[(merchant, order_id)].idle_until_read = True
+        return seeded
+
+    def add_refund(
+        self,
+        merchant_id: str,
+        order_id: str,
+        *,
+        amount: float = 1.0,
+        status: str = "PENDING",
+        settle_seconds: float | None = None,
+    ) -> dict[str, Any]:
+        """Add a refund to the order as it is now; a PENDING one turns SUCCESS after
+        `settle_seconds` (or with advance())."""
+        order = self.orders[(merchant_id, order_id)]
+        body = copy.deepcopy(order.current())
+        refunds = list(body.get("refunds") or [])
+        number = len(refunds) + 1
+        refund = {
+            "id": f"rf_{order_id}_{number}",
+            "unique_request_id": f"rf_{order_id}_{number}",
+            "amount": amount,
+            "status": status,
+            "sent_to_gateway": status != "PENDING",
+            "initiated_by": "API",
+            "refund_type": "STANDARD",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        now = self.order_body(
+            merchant_id, order_id, body.get("status", "CHARGED"), [*refunds, refund]
+        )
+        stages = [Stage(now)]
+        if status == "PENDING":
+            settled = {**refund, "status": "SUCCESS", "sent_to_gateway": True}
+            stages.append(
+                Stage(
+                    self.order_body(merchant_id, order_id, now["status"], [*refunds, settled]),
+                    after_seconds=settle_seconds,
+                )
+            )
+        self.script(merchant_id, order_id, stages)
+        return refund
 
     # --- faults ---------------------------------------------------------------------------
     def add_fault(self, fault: Fault) -> None:
@@ -502,6 +574,92 @@ async def control_advance(request: web.Request) -> web.Response:
     return _json({"ok": True})
 
 
+async def control_list_orders(request: web.Request) -> web.Response:
+    state = request.app[SIMULATOR_STATE]
+    listed = []
+    for (merchant_id, order_id), order in state.orders.items():
+        body = order.current(read=False)
+        listed.append(
+            {
+                "merchant_id": merchant_id,
+                "order_id": order_id,
+                "status": body.get("status"),
+                "refunds": [r.get("status") for r in body.get("refunds") or []],
+                "stages_left": len(order.stages) - order.index - 1,
+            }
+        )
+    return _json(listed)
+
+
+def _known_order(state: SimulatorState, data: dict[str, Any]) -> tuple[str, str] | web.Response:
+    merchant_id = data.get("merchant_id") or next(iter(state.merchants))
+    order_id = data.get("order_id")
+    if not isinstance(order_id, str) or (merchant_id, order_id) not in state.orders:
+        return _json({"error": f"no order {order_id!r} for merchant {merchant_id!r}"}, 404)
+    return merchant_id, order_id
+
+
+async def control_add_refund(request: web.Request) -> web.Response:
+    state = request.app[SIMULATOR_STATE]
+    data = await request.json()
+    found = _known_order(state, data)
+    if isinstance(found, web.Response):
+        return found
+    refund = state.add_refund(
+        *found,
+        amount=float(data.get("amount", 1.0)),
+        status=str(data.get("status", "PENDING")),
+        settle_seconds=data.get("settle_after_seconds"),
+    )
+    return _json({"ok": True, "refund": refund})
+
+
+async def control_fire_webhook(request: web.Request) -> web.Response:
+    """POST a Juspay-shaped webhook for one order (its current body) to `url` (a proxy's
+    /webhooks/juspay), with the Basic pair given; answers with what the proxy said."""
+    state = request.app[SIMULATOR_STATE]
+    data = await request.json()
+    found = _known_order(state, data)
+    if isinstance(found, web.Response):
+        return found
+    merchant_id = found[0]
+    url = data.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        return _json({"error": "url must be the proxy's webhook URL"}, 400)
+    order = copy.deepcopy(state.orders[found].current())
+    order["merchant_id"] = merchant_id
+    event = {
+        "id": f"evt_sim_{time.monotonic_ns()}",
+        "event_name": data.get("event_name") or _event_for(order),
+        "date_created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "content": {"order": order},
+    }
+    auth = None
+    if data.get("username") is not None:
+        auth = aiohttp.BasicAuth(str(data["username"]), str(data.get("password", "")))
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url, json=event, auth=auth, timeout=aiohttp.ClientTimeout(10)) as resp,
+        ):
+            answer = await resp.text()
+            status = resp.status
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return _json({"error": f"could not reach {url}: {type(exc).__name__}"}, 502)
+    return _json({"event_name": event["event_name"], "status": status, "answer": answer})
+
+
+def _event_for(order: dict[str, Any]) -> str:
+    if order.get("refunds"):
+        return "ORDER_REFUNDED"
+    status = order.get("status")
+    if status == "CHARGED":
+        return "ORDER_SUCCEEDED"
+    if status in ("AUTHENTICATION_FAILED", "AUTHORIZATION_FAILED", "JUSPAY_DECLINED"):
+        return "ORDER_FAILED"
+    return "TXN_CREATED"
+
+
 async def control_faults(request: web.Request) -> web.Response:
     state = request.app[SIMULATOR_STATE]
     if request.method == "DELETE":
@@ -545,7 +703,10 @@ def create_simulator_app(state: SimulatorState | None = None) -> web.Application
     app.router.add_get("/order/status", order_status)
     app.router.add_get("/__sim/stats", control_stats)
     app.router.add_get("/__sim/requests", control_requests)
+    app.router.add_get("/__sim/orders", control_list_orders)
     app.router.add_post("/__sim/orders", control_put_order)
+    app.router.add_post("/__sim/refunds", control_add_refund)
+    app.router.add_post("/__sim/webhooks", control_fire_webhook)
     app.router.add_post("/__sim/advance", control_advance)
     app.router.add_post("/__sim/faults", control_faults)
     app.router.add_delete("/__sim/faults", control_faults)

@@ -40,6 +40,8 @@ from proxy.settings import MerchantSettings, UpstreamSettings
 
 log = structlog.get_logger("proxy.upstream")
 
+_AUTH_LOG_EVERY_SECONDS = 10.0
+
 # A product User-Agent on every call: HDFC SmartGateway (the same API) is reported to sit behind
 # a CDN that refuses generic client agents such as aiohttp's own.
 USER_AGENT = f"order-proxy/{__version__}"
@@ -155,9 +157,13 @@ class JuspayClient:
             max_queue=settings.max_queue,
             on_shed=metrics.upstream_rejected.labels(reason="shed").inc,
         )
-        metrics.upstream_queued.set_function(lambda: self._bulkhead.waiting)
+        metrics.gauge_function(metrics.upstream_queued, lambda: self._bulkhead.waiting)
         self._circuit = CircuitBreaker(settings.circuit, on_change=self._circuit_changed)
-        metrics.circuit_state.set(CircuitState.CLOSED)
+        # Read at scrape time: an idle proxy's open circuit turns half-open when its time is
+        # up, without a request to move it (the "circuit open" alert must not outlive it).
+        metrics.gauge_function(metrics.circuit_state, lambda: self._circuit.observed_state)
+        # Merchant -> when its refused key was last logged (merchants are configured: bounded).
+        self._auth_logged: dict[str, float] = {}
 
     @property
     def circuit(self) -> CircuitBreaker:
@@ -168,6 +174,7 @@ class JuspayClient:
         return self._bulkhead
 
     def _circuit_changed(self, old: CircuitState, new: CircuitState) -> None:
+        # Also refreshed at scrape time (observed_state), which may read half-open earlier.
         self._metrics.circuit_state.set(new)
         event = log.warning if new is CircuitState.OPEN else log.info
         event("circuit_state_changed", old=old.name.lower(), new=new.name.lower())
@@ -297,6 +304,7 @@ class JuspayClient:
             ) as resp:
                 status = resp.status
                 if status in (401, 403):
+                    self._log_auth_failed(call.merchant_id, status)
                     raise UpstreamAuthFailed(f"Juspay refused the proxy's credentials ({status})")
                 if status == 429:
                     raise UpstreamRateLimited(
@@ -321,6 +329,22 @@ class JuspayClient:
             raise UpstreamConnectionError(f"cannot reach Juspay ({type(exc).__name__})") from exc
         elapsed = time.perf_counter() - started
         return self._interpret(call, status, body, content_type, elapsed)
+
+    def _log_auth_failed(self, merchant_id: str, status: int) -> None:
+        """Juspay refused our key: every caller of this merchant gets a 502 until an operator
+        fixes it, so it is an error line (at most one per merchant every few seconds)."""
+        now = time.monotonic()
+        last = self._auth_logged.get(merchant_id)
+        if last is not None and now - last < _AUTH_LOG_EVERY_SECONDS:
+            return
+        self._auth_logged[merchant_id] = now
+        log.error(
+            "upstream_auth_failed",
+            merchant_id=merchant_id,
+            upstream_status=status,
+            detail="Juspay refused the proxy's API key for this merchant: check its key "
+            "(JUSPAY_API_KEY / _FILE or the merchant's api_key_file) and the base URL",
+        )
 
     async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
         limit = self._settings.max_body_bytes

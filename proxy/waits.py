@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 
@@ -24,7 +24,7 @@ from proxy.cache.keys import poll_key
 from proxy.cache.redis import CacheUnavailable, RedisStore
 from proxy.errors import Overloaded, ProxyError
 from proxy.metrics import Metrics
-from proxy.orders import OrderAnswer, OrderQuery, OrderService, fresh
+from proxy.orders import CacheResult, OrderAnswer, OrderQuery, OrderService, fresh
 from proxy.policy import StatusClass
 from proxy.settings import WaitSettings
 
@@ -74,7 +74,7 @@ class WaitRegistry:
         self._by_base: dict[str, set[_Watch]] = defaultdict(set)
         self._waiters = 0
         self._token = uuid.uuid4().hex
-        metrics.waiters.set_function(lambda: self._waiters)
+        metrics.gauge_function(metrics.waiters, lambda: self._waiters)
         if bus is not None:
             bus.listen(INVALIDATED, lambda base: self._wake(base, "webhook"))
             bus.listen(SETTLED, lambda base: self._wake(base, "peer"))
@@ -164,6 +164,10 @@ class WaitRegistry:
                 log.info("wait_poll_failed", order_id=watch.query.order_id, error=exc.error_code)
                 delay = min(delay * s.poll_factor, s.poll_max_seconds)
                 continue
+            if answer.cache is CacheResult.BYPASS:
+                # The schedule's own fresh read: to its waiters it is an upstream read, a
+                # MISS (X-Cache: BYPASS means the caller itself sent no-cache).
+                answer = replace(answer, cache=CacheResult.MISS)
             watch.latest = answer
             if is_settled(answer):
                 self._metrics.wait_wakeups.labels(cause=cause).inc()

@@ -6,9 +6,15 @@ and reports, for the container named ``order-proxy`` (a regular container in the
 gateway, a native-sidecar init container in the sidecar overlay):
 
     {"command": ["order-proxy"], "args": ["serve"], "port": 8080,
+     "internal_port": 9090, "internal_host": null,
      "env_names": [...], "probes": {"startup": "/healthz", "readiness": "/readyz",
-     "liveness": "/healthz"}, "host": "0.0.0.0", "deployment": "order-proxy",
-     "sidecar": false}
+     "liveness": "/healthz"}, "probe_ports": {"startup": 9090, ...},
+     "host": "0.0.0.0", "deployment": "order-proxy", "sidecar": false,
+     "api_services": [...], "scraped_ports": [9090]}
+
+``internal_port`` is PROXY_INTERNAL_PORT: /metrics, /healthz and /readyz are served there
+and not on the API port, so the probes must target it, no Service that carries the API
+may expose it, and a ServiceMonitor or PodMonitor must scrape it (``scraped_ports``).
 
 ``env_names`` includes the keys that ``envFrom`` brings in from ConfigMaps and
 Secrets of the same render. Probe paths come from ``httpGet.path`` or, for exec
@@ -40,6 +46,7 @@ CONTAINER = "order-proxy"
 # The product contract (README / DESIGN): what every rendered overlay must match.
 EXPECTED_COMMAND = ["order-proxy", "serve"]
 EXPECTED_PORT = 8080
+EXPECTED_INTERNAL_PORT = 9090
 EXPECTED_PROBES = {"startup": "/healthz", "readiness": "/readyz", "liveness": "/healthz"}
 KNOWN_ENV = frozenset(
     {
@@ -52,6 +59,8 @@ KNOWN_ENV = frozenset(
         "REDIS_URL",
         "PROXY_HOST",
         "PROXY_PORT",
+        "PROXY_INTERNAL_PORT",
+        "PROXY_INTERNAL_HOST",
         "JUSPAY_TIMEOUT_SECONDS",
         "JUSPAY_WEBHOOK_USERNAME",
         "JUSPAY_WEBHOOK_PASSWORD",
@@ -95,15 +104,24 @@ def load(text: str) -> list[dict[str, Any]]:
 
 def find_container(resources: list[dict[str, Any]]) -> tuple[str, dict[str, Any], bool]:
     """Return (deployment name, container spec, is_native_sidecar)."""
-    found: list[tuple[str, dict[str, Any], bool]] = []
+    deployment, container, sidecar, _labels = find_workload(resources)
+    return deployment, container, sidecar
+
+
+def find_workload(
+    resources: list[dict[str, Any]],
+) -> tuple[str, dict[str, Any], bool, dict[str, str]]:
+    """Return (deployment name, container spec, is_native_sidecar, pod labels)."""
+    found: list[tuple[str, dict[str, Any], bool, dict[str, str]]] = []
     for resource in resources:
         if resource.get("kind") != "Deployment":
             continue
         pod = resource["spec"]["template"]["spec"]
+        labels = resource["spec"]["template"].get("metadata", {}).get("labels", {})
         name = resource["metadata"]["name"]
         for container in pod.get("containers", []):
             if container.get("name") == CONTAINER:
-                found.append((name, container, False))
+                found.append((name, container, False, labels))
         for container in pod.get("initContainers", []):
             if container.get("name") == CONTAINER:
                 if container.get("restartPolicy") != "Always":
@@ -111,7 +129,7 @@ def find_container(resources: list[dict[str, Any]]) -> tuple[str, dict[str, Any]
                         f"Deployment {name}: init container {CONTAINER} is not a native "
                         "sidecar (restartPolicy: Always)"
                     )
-                found.append((name, container, True))
+                found.append((name, container, True, labels))
     if len(found) != 1:
         names = [entry[0] for entry in found]
         raise ContractError(f"expected one {CONTAINER} container, found {len(found)}: {names}")
@@ -173,21 +191,120 @@ def container_port(container: dict[str, Any]) -> int:
     return port if port is not None else EXPECTED_PORT
 
 
+def named_port(container: dict[str, Any], port: object) -> int | None:
+    """A port given by number or by the name of one of the container's ports."""
+    if isinstance(port, int):
+        return port
+    if isinstance(port, str) and port.isdigit():
+        return int(port)
+    for entry in container.get("ports", []):
+        if entry.get("name") == port:
+            return int(entry["containerPort"])
+    return None
+
+
+def probe_port(container: dict[str, Any], probe: dict[str, Any] | None) -> int | None:
+    if probe is None:
+        return None
+    if "httpGet" in probe:
+        return named_port(container, probe["httpGet"].get("port"))
+    if "exec" in probe:
+        for word in probe["exec"].get("command", []):
+            match = re.search(r"https?://[^/:\s'\"]+:(\d+)/", str(word))
+            if match:
+                return int(match.group(1))
+    return None
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def services(
+    resources: list[dict[str, Any]], container: dict[str, Any], labels: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Services that select the proxy's pods: name, labels, and {port name: container port}."""
+    found = []
+    for resource in resources:
+        if resource.get("kind") != "Service":
+            continue
+        spec = resource.get("spec", {})
+        if not _selects(spec.get("selector", {}), labels):
+            continue
+        ports = {
+            str(p.get("name", "")): named_port(container, p.get("targetPort", p.get("port")))
+            for p in spec.get("ports", [])
+        }
+        found.append(
+            {
+                "name": resource["metadata"]["name"],
+                "labels": resource["metadata"].get("labels", {}),
+                "ports": ports,
+            }
+        )
+    return found
+
+
+def scraped_ports(
+    resources: list[dict[str, Any]],
+    container: dict[str, Any],
+    labels: dict[str, str],
+    svcs: list[dict[str, Any]],
+) -> list[int]:
+    """Container ports a ServiceMonitor or PodMonitor of this render scrapes on the pods."""
+    ports: set[int] = set()
+    for resource in resources:
+        kind = resource.get("kind")
+        spec = resource.get("spec", {})
+        selector = spec.get("selector", {}).get("matchLabels", {})
+        if kind == "PodMonitor" and _selects(selector, labels):
+            for endpoint in spec.get("podMetricsEndpoints", []):
+                port = named_port(container, endpoint.get("port", endpoint.get("portNumber")))
+                if port is not None:
+                    ports.add(port)
+        if kind == "ServiceMonitor":
+            for service in svcs:
+                if not _selects(selector, service["labels"]):
+                    continue
+                for endpoint in spec.get("endpoints", []):
+                    port = service["ports"].get(endpoint.get("port"))
+                    if port is not None:
+                        ports.add(port)
+    return sorted(ports)
+
+
 def contract(resources: list[dict[str, Any]]) -> dict[str, Any]:
-    deployment, container, sidecar = find_container(resources)
+    deployment, container, sidecar, labels = find_workload(resources)
+    internal = env_value(container, "PROXY_INTERNAL_PORT")
+    svcs = services(resources, container, labels)
+    api_port = container_port(container)
     return {
         "command": list(container.get("command", [])),
         "args": list(container.get("args", [])),
-        "port": container_port(container),
+        "port": api_port,
+        "internal_port": int(internal) if internal else None,
+        "internal_host": env_value(container, "PROXY_INTERNAL_HOST"),
         "env_names": env_names(container, resources),
         "probes": {
             "startup": probe_path(container.get("startupProbe")),
             "readiness": probe_path(container.get("readinessProbe")),
             "liveness": probe_path(container.get("livenessProbe")),
         },
+        "probe_ports": {
+            "startup": probe_port(container, container.get("startupProbe")),
+            "readiness": probe_port(container, container.get("readinessProbe")),
+            "liveness": probe_port(container, container.get("livenessProbe")),
+        },
         "host": env_value(container, "PROXY_HOST"),
         "deployment": deployment,
         "sidecar": sidecar,
+        # Services carrying the API port, with every container port each one exposes.
+        "api_services": [
+            {"name": s["name"], "ports": sorted(p for p in s["ports"].values() if p)}
+            for s in svcs
+            if api_port in s["ports"].values()
+        ],
+        "scraped_ports": scraped_ports(resources, container, labels, svcs),
     }
 
 
@@ -209,6 +326,35 @@ def check(result: dict[str, Any]) -> list[str]:
     expected_host = "127.0.0.1" if result["sidecar"] else "0.0.0.0"  # noqa: S104
     if result["host"] != expected_host:
         problems.append(f"PROXY_HOST {result['host']!r} != {expected_host!r}")
+    problems.extend(check_internal(result))
+    return problems
+
+
+def check_internal(result: dict[str, Any]) -> list[str]:
+    """The internal listener: probes on it, scraped on it, never exposed with the API."""
+    internal = result["internal_port"]
+    if internal != EXPECTED_INTERNAL_PORT:
+        return [f"PROXY_INTERNAL_PORT {internal} != {EXPECTED_INTERNAL_PORT}"]
+    problems = []
+    wrong = {k: p for k, p in result["probe_ports"].items() if p != internal}
+    if wrong:
+        problems.append(f"probes must target the internal port {internal}: {wrong}")
+    # The sidecar's API is on loopback; its internal port must reach the pod IP.
+    if result["sidecar"] and result["internal_host"] != "0.0.0.0":  # noqa: S104
+        problems.append(
+            f"sidecar PROXY_INTERNAL_HOST {result['internal_host']!r} != '0.0.0.0' "
+            "(the kubelet and Prometheus connect to the pod IP)"
+        )
+    for service in result["api_services"]:
+        if internal in service["ports"]:
+            problems.append(
+                f"Service {service['name']} exposes the API and the internal port {internal}"
+            )
+    if internal not in result["scraped_ports"]:
+        problems.append(
+            f"no ServiceMonitor or PodMonitor scrapes the internal port {internal} "
+            f"(scraped: {result['scraped_ports']})"
+        )
     return problems
 
 

@@ -52,6 +52,9 @@ async def test_the_rendered_container_starts_and_answers_its_probes(
     assert spec["command"] == ["order-proxy"]
     assert spec["args"] == ["serve"]
     assert spec["port"] == 8080
+    # Probes and scrapes go to the internal listener; the API port serves neither.
+    assert spec["internal_port"] == 9090
+    assert set(spec["probe_ports"].values()) == {9090}  # type: ignore[attr-defined]
 
     sim = simulator_process("demo_merchant", "demo_api_key").start()
     key_file = tmp_path / "juspay-api-key"
@@ -63,6 +66,7 @@ async def test_the_rendered_container_starts_and_answers_its_probes(
         f'[[clients]]\nname = "probe"\nkey_sha256 = "{hash_key("opk_probe")}"\nmerchants = ["*"]\n'
     )
     port = free_port()
+    internal_port = free_port()
     # A value for every variable the manifest sets, as a cluster would (loopback only here).
     values = {
         "JUSPAY_API_KEY_FILE": str(key_file),
@@ -77,6 +81,8 @@ async def test_the_rendered_container_starts_and_answers_its_probes(
         "PROXY_DRAIN_SECONDS": "5",
         "PROXY_HOST": "127.0.0.1",
         "PROXY_PORT": str(port),
+        "PROXY_INTERNAL_PORT": str(internal_port),
+        "PROXY_INTERNAL_HOST": "127.0.0.1",
         "REDIS_URL": "",
     }
     env_names = set(spec["env_names"])  # type: ignore[arg-type]
@@ -94,9 +100,15 @@ async def test_the_rendered_container_starts_and_answers_its_probes(
         proxy.start()
         async with aiohttp.ClientSession() as http:
             probes: dict[str, str] = spec["probes"]  # type: ignore[assignment]
+            internal = f"http://127.0.0.1:{internal_port}"
             for kind, path in probes.items():
-                async with http.get(f"{proxy.url}{path}") as resp:
+                async with http.get(f"{internal}{path}") as resp:
                     assert resp.status == 200, (kind, path, await resp.text())
+                async with http.get(f"{proxy.url}{path}") as resp:
+                    assert resp.status == 404, (kind, path, "served on the API port")
+            async with http.get(f"{internal}/metrics") as resp:
+                assert resp.status == 200
+                assert "order_proxy_requests_total" in await resp.text()
         proxy.terminate()
         assert await asyncio.to_thread(proxy.wait, 15) == 0
     finally:

@@ -182,7 +182,7 @@ async def test_requests_total_counts_by_route_code_and_cache(
         by_labels(route="order_status", code="200", cache="miss"): 1.0,
         by_labels(route="order_status", code="200", cache="hit"): 1.0,
         by_labels(route="order", code="200", cache="bypass"): 1.0,
-        by_labels(route="order", code="400", cache="bypass"): 1.0,
+        by_labels(route="order", code="400", cache="none"): 1.0,
         by_labels(route="order", code="400", cache="miss"): 1.0,
         by_labels(route="order", code="200", cache="error"): 1.0,
     }
@@ -192,7 +192,8 @@ async def test_requests_total_counts_by_route_code_and_cache(
         by_labels(route="order", cache="hit"): 2.0,
         by_labels(route="order_status", cache="miss"): 1.0,
         by_labels(route="order_status", cache="hit"): 1.0,
-        by_labels(route="order", cache="bypass"): 2.0,
+        by_labels(route="order", cache="bypass"): 1.0,
+        by_labels(route="order", cache="none"): 1.0,
         by_labels(route="order", cache="error"): 1.0,
     }
     assert value(series, "order_proxy_redis_errors_total", operation="get") == 1.0

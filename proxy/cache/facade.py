@@ -75,6 +75,7 @@ class OrderCache:
         self._front_ttl = front_ttl if remote is not None else 0.0
         self._healthy = True
         self._logged_at = -_LOG_EVERY_SECONDS
+        self._outage_logged = False
         lookups = metrics.cache_lookups
         self._memory_hit = lookups.labels(layer="memory", result="hit")
         self._memory_miss = lookups.labels(layer="memory", result="miss")
@@ -268,6 +269,7 @@ class OrderCache:
             self._healthy = False
             self._metrics.redis_up.set(0)
             if self._may_log():
+                self._outage_logged = True
                 log.warning(
                     "cache_unavailable", layer=self.layer, operation=operation, error=str(exc)
                 )
@@ -276,13 +278,16 @@ class OrderCache:
         if not self._healthy:
             self._healthy = True
             self._metrics.redis_up.set(1)
-            if self._may_log():
+            # Paired with the outage line, never rate-limited away: a log that ends on
+            # "unavailable" must mean Redis is still down.
+            if self._outage_logged:
+                self._outage_logged = False
                 log.info("cache_recovered", layer=self.layer)
 
     def _may_log(self) -> bool:
-        """State changes are logged at most every few seconds: during a partial outage
-        (one cluster master down) the state flips on nearly every request. Metrics count
-        every error regardless."""
+        """Outages are logged at most every few seconds: during a partial outage (one
+        cluster master down) the state flips on nearly every request. Each outage that was
+        logged gets its recovery line. Metrics count every error regardless."""
         now = time.monotonic()
         if now - self._logged_at < _LOG_EVERY_SECONDS:
             return False

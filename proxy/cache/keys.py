@@ -7,6 +7,7 @@
     <base>:<version>:<gw>[:t:<txn_uuid>]              one cached answer (an entry key)
     <entry>:lock | :answer | :followers | :poll       cross-replica coalescing and wait polling
     {prefix}:events                                   the pub/sub channel between replicas
+    {prefix}:ratelimit:{client}:all | :upstream       a client's rate limits (proxy/ratelimit.py)
 
 Merchant ids, order ids and txn uuids are validated to exclude braces and colons, so a key
 can be parsed back to its base without ambiguity.
@@ -15,6 +16,7 @@ can be parsed back to its base without ambiguity.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import quote
 
 # Bump when the entry encoding or the key layout changes: old keys are then simply not found.
 FORMAT = "v2"
@@ -43,6 +45,12 @@ class KeySchema:
         """The cache key of one variant: merchant, order, version and options."""
         key = f"{self.base(merchant_id, order_id)}:{version}:{int(full_gateway_response)}"
         return key if txn_uuid is None else f"{key}:t:{txn_uuid}"
+
+
+def rate_limit_key(prefix: str, client: str, scope: str) -> str:
+    """A client's rate-limit state; the name is %-escaped so a brace or colon in it cannot
+    break the hash tag."""
+    return f"{prefix}:ratelimit:{{{quote(client, safe='')}}}:{scope}"
 
 
 def base_of(key: str) -> str:
