@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
+import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -23,7 +24,7 @@ from proxy.settings import (
     UpstreamSettings,
 )
 from proxy.simulator import SimulatorState, create_simulator_app
-from tests.support.processes import RedisProcess
+from tests.support.processes import RedisProcess, ServiceProcess, simulator_process
 
 MERCHANT = "merchant_a"
 API_KEY = "key_a_0123456789"
@@ -44,6 +45,32 @@ def own_redis() -> Iterator[RedisProcess]:
     server = RedisProcess().start()
     yield server
     server.close()
+
+
+@pytest.fixture
+def redis_proc() -> Iterator[RedisProcess]:
+    """A redis-server process of this test's own (it may stop and restart it)."""
+    server = RedisProcess().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def sim() -> Iterator[ServiceProcess]:
+    """`order-proxy simulate` as a process: one merchant, `demo_merchant` / `demo_api_key`."""
+    proc = simulator_process().start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session for talking to processes; bounded, so a request nobody answers fails
+    here rather than at the test's timeout."""
+    connector = aiohttp.TCPConnector(limit=200)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        yield session
 
 
 @pytest.fixture

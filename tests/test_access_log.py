@@ -33,7 +33,7 @@ from proxy import accesslog
 from proxy.logs import configure_logging
 from tests.conftest import MERCHANT, ProxyFactory
 from tests.monitoring.exposition import BAD_ORDER_ID, SAMPLE_ORDERS, UNKNOWN_ORDER, expect
-from tests.support.processes import ServiceProcess, free_port, simulator_process
+from tests.support.processes import ServiceProcess, free_port
 
 ORDER = SAMPLE_ORDERS[0]
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
@@ -121,13 +121,6 @@ def _proxy_env(sim: ServiceProcess, **extra: str) -> dict[str, str]:
         "PROXY_DRAIN_SECONDS": "1",
         **extra,
     }
-
-
-@pytest.fixture
-def sim() -> Iterator[ServiceProcess]:
-    process = simulator_process().start()
-    yield process
-    process.stop()
 
 
 def _serve(sim: ServiceProcess, port: int, *args: str, **env: str) -> subprocess.Popen[bytes]:

@@ -13,7 +13,7 @@ import base64
 import hashlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from redis.cluster import key_slot
 
 from proxy.cache.keys import FORMAT
 from tests.support.cluster import RedisCluster3
-from tests.support.processes import ServiceProcess, proxy_process, simulator_process
+from tests.support.processes import ServiceProcess, proxy_process
 from tests.support.simctl import control, get
 
 pytestmark = pytest.mark.slow
@@ -87,22 +87,6 @@ def own_cluster() -> Iterator[RedisCluster3]:
     """A cluster of its own, for a test that kills a master."""
     with RedisCluster3() as cluster:
         yield cluster
-
-
-@pytest.fixture
-def sim() -> Iterator[ServiceProcess]:
-    proc = simulator_process(MERCHANT, KEY).start()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    connector = aiohttp.TCPConnector(limit=200)
-    # A safety net: a request the proxy never answers fails here, not at the test timeout.
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        yield session
 
 
 @pytest.fixture

@@ -8,14 +8,14 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from proxy.auth import hash_key
-from tests.support.processes import RedisProcess, ServiceProcess, proxy_process, simulator_process
+from tests.support.processes import RedisProcess, ServiceProcess, proxy_process
 from tests.support.relay import Relay
 from tests.support.simctl import control
 
@@ -29,26 +29,6 @@ SETTLED = [{"id": "rf1", "unique_request_id": "rf1", "status": "SUCCESS", "amoun
 # What the contract allows a replica to keep serving an invalidated body, pub/sub outages
 # included ("a couple of seconds").
 FORGET_WITHIN = 2.5
-
-
-@pytest.fixture
-def redis_proc() -> Iterator[RedisProcess]:
-    server = RedisProcess().start()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def sim() -> Iterator[ServiceProcess]:
-    proc = simulator_process(MERCHANT, KEY).start()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture

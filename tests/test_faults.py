@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -19,7 +18,6 @@ from tests.support.processes import (
     RedisProcess,
     ServiceProcess,
     proxy_process,
-    simulator_process,
 )
 from tests.support.simctl import control, get
 
@@ -28,27 +26,6 @@ pytestmark = pytest.mark.slow
 MERCHANT, KEY = "demo_merchant", "demo_api_key"
 FINAL_ORDERS = ["JP1636474794", "JPAYNEW032", "145678234", "XXXX1234"]
 PENDING_ORDERS = ["FLT-PEND-1", "FLT-PEND-2"]
-
-
-@pytest.fixture
-def redis_proc() -> Iterator[RedisProcess]:
-    server = RedisProcess().start()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def sim() -> Iterator[ServiceProcess]:
-    proc = simulator_process(MERCHANT, KEY).start()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    connector = aiohttp.TCPConnector(limit=200)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        yield session
 
 
 def proxy_env(sim: ServiceProcess, redis: RedisProcess, **extra: str) -> dict[str, str]:
