@@ -36,7 +36,7 @@ lock-check: $(STAMP) ## fail if pyproject.toml and requirements/*.txt disagree (
 tools: $(STAMP) ## make sure redis-server (and prometheus/promtool, wrk where possible) are present
 	@bash scripts/ensure-tools.sh
 
-demo: $(STAMP) ## run the simulator + proxy on loopback and show a MISS then a HIT
+demo: $(STAMP) ## run the simulator + proxy on loopback: a MISS then a HIT, two merchants, a wait, the control API
 	$(BIN)/order-proxy demo
 
 test: tools ## run the whole test suite (starts its own redis-server on a free port)

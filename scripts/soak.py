@@ -34,6 +34,9 @@ from tests.support.processes import (
 MERCHANT, KEY = "demo_merchant", "demo_api_key"
 FINAL = ["JP1636474794", "JPAYNEW032", "145678234", "XXXX1234", "234823498237423894273498"]
 PENDING = [f"SOAK-PEND-{i}" for i in range(5)]
+# Read with plain GETs only (never no-cache): when Juspay refunds it without a webhook, only
+# the verification sample can notice.
+QUIET_ORDER = "SOAK-REFUND-1"
 # (seconds, name, simulator fault or None, redis action)
 SCHEDULE = [
     (10, "steady", None, None),
@@ -86,13 +89,16 @@ async def caller(
     rng = random.Random()  # noqa: S311 - traffic mix, not security
     while not stop.is_set():
         roll = rng.random()
-        if roll < 0.7:
+        if roll < 0.6:
             order_id = rng.choice(FINAL)
+        elif roll < 0.7:
+            order_id = QUIET_ORDER
         elif roll < 0.95:
             order_id = rng.choice(PENDING)
         else:
             order_id = f"SOAK-MISSING-{rng.randrange(1000)}"
-        headers = {"Cache-Control": "no-cache"} if rng.random() < 0.02 else {}
+        no_cache = order_id != QUIET_ORDER and rng.random() < 0.02
+        headers = {"Cache-Control": "no-cache"} if no_cache else {}
         started = time.perf_counter()
         try:
             async with http.get(f"{proxy.url}/orders/{order_id}", headers=headers) as resp:
@@ -133,7 +139,7 @@ async def soak(seconds: float, concurrency: int) -> int:
     problems: list[str] = []
     memory: list[tuple[float, float]] = []
     consistency: dict[str, float] = {}
-    refunds = 0
+    refunds: list[dict[str, object]] = []
     try:
         redis.start()
         sim.start()
@@ -141,6 +147,7 @@ async def soak(seconds: float, concurrency: int) -> int:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
             for order_id in PENDING:
                 await control(http, sim, "orders", {"order_id": order_id, "status": "PENDING_VBV"})
+            await control(http, sim, "orders", {"order_id": QUIET_ORDER, "status": "CHARGED"})
             stop = asyncio.Event()
             callers = [
                 asyncio.create_task(
@@ -164,13 +171,13 @@ async def soak(seconds: float, concurrency: int) -> int:
                 if fault is not None:
                     await control(http, sim, "faults", fault)
                 if redis_action == "refund":
-                    refunds += 1
-                    refund = {"id": f"rf-soak-{refunds}", "status": "SUCCESS", "amount": refunds}
+                    # Refunds accumulate, as Juspay's do: each phase adds one.
+                    refunds.append({"id": f"rf-soak-{len(refunds) + 1}", "status": "SUCCESS"})
                     await control(
                         http,
                         sim,
                         "orders",
-                        {"order_id": FINAL[0], "status": "CHARGED", "refunds": [refund]},
+                        {"order_id": QUIET_ORDER, "status": "CHARGED", "refunds": refunds},
                     )
                 elif redis_action == "stop":
                     redis.stop()
