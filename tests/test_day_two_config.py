@@ -5,19 +5,16 @@ Run as a user would: real `order-proxy` processes (check-config, serve).
 
 from __future__ import annotations
 
-import json
 import os
-import selectors
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from proxy.settings import SettingsError, load_settings
-from tests.support.processes import simulator_process
+from tests.support.processes import serve_on_any_ports, simulator_process
 
 BASE = {"JUSPAY_MERCHANT_ID": "m1", "JUSPAY_API_KEY": "sk_config_secret_42"}
 
@@ -144,58 +141,19 @@ def test_check_config_piped_into_head_exits_quietly() -> None:
     assert result.returncode == 0
 
 
-def line_with(proc: subprocess.Popen[bytes], marker: bytes, timeout: float) -> bytes:
-    """The first output line holding `marker` (fails if the process exits or time runs out)."""
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    seen = b""
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        while True:
-            for line in seen.splitlines(keepends=True):
-                if marker in line and line.endswith(b"\n"):
-                    return line
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, f"no {marker!r} within {timeout}s: {seen[-2000:]!r}"
-            if not selector.select(remaining):
-                continue
-            chunk = os.read(proc.stdout.fileno(), 65536)
-            assert chunk, f"exited before {marker!r}: {seen[-2000:]!r}"
-            seen += chunk
-
-
 def test_proxy_port_zero_logs_the_port_it_really_listens_on() -> None:
     sim = simulator_process().start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUSPAY_", "REDIS_", "PROXY_"))}
-    env.update(
-        JUSPAY_BASE_URL=sim.url,
-        JUSPAY_MERCHANT_ID="demo_merchant",
-        JUSPAY_API_KEY="demo_api_key",
-        PROXY_PORT="0",
-        PROXY_INTERNAL_PORT="0",
-        LOG_FORMAT="json",
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "proxy", "serve"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
     try:
-        listening = json.loads(line_with(proc, b'"listening"', timeout=30))
-        for name in ("port", "internal_port"):
-            port = listening[name]
-            assert isinstance(port, int)
-            assert port != 0
-        url = f"http://127.0.0.1:{listening['port']}/orders/JP1636474794"
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            assert resp.status == 200
-        internal = f"http://127.0.0.1:{listening['internal_port']}/healthz"
-        with urllib.request.urlopen(internal, timeout=10) as resp:
-            assert resp.status == 200
+        with serve_on_any_ports(sim) as listening:
+            for name in ("port", "internal_port"):
+                port = listening[name]
+                assert isinstance(port, int)
+                assert port != 0
+            url = f"http://127.0.0.1:{listening['port']}/orders/JP1636474794"
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                assert resp.status == 200
+            internal = f"http://127.0.0.1:{listening['internal_port']}/healthz"
+            with urllib.request.urlopen(internal, timeout=10) as resp:
+                assert resp.status == 200
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        assert proc.stdout is not None
-        proc.stdout.close()
         sim.stop()

@@ -8,10 +8,6 @@ order reads on loopback do.
 from __future__ import annotations
 
 import base64
-import json
-import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -27,8 +23,7 @@ from proxy.auth import hash_key
 from proxy.keys import LIFECYCLE
 from proxy.settings import ClientSettings, SettingsError, load_settings
 from tests.conftest import MERCHANT, make_settings
-from tests.support.processes import RedisProcess, simulator_process
-from tests.test_day_two_config import line_with
+from tests.support.processes import RedisProcess, serve_on_any_ports, simulator_process
 
 ORDER = "JP1636474794"
 CLIENT_KEY = "client-key-0123456789abcdef"
@@ -129,34 +124,16 @@ def _get(url: str) -> tuple[int, bytes]:
 
 def test_serve_with_an_internal_port_splits_the_routes_between_two_listeners() -> None:
     sim = simulator_process().start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUSPAY_", "REDIS_", "PROXY_"))}
-    env.update(
-        JUSPAY_BASE_URL=sim.url,
-        JUSPAY_MERCHANT_ID="demo_merchant",
-        JUSPAY_API_KEY="demo_api_key",
-        PROXY_PORT="0",
-        PROXY_INTERNAL_PORT="0",
-        LOG_FORMAT="json",
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "proxy", "serve"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
     try:
-        listening = json.loads(line_with(proc, b'"listening"', timeout=30))
-        public = f"http://127.0.0.1:{listening['port']}"
-        internal = f"http://127.0.0.1:{listening['internal_port']}"
-        assert _get(f"{public}/orders/{ORDER}")[0] == 200
-        for path in INTERNAL:
-            assert _get(f"{public}{path}")[0] == 404, path
-            assert _get(f"{internal}{path}")[0] == 200, path
-        _, body = _get(f"{internal}/metrics")
-        assert b'order_proxy_requests_total{cache="miss",code="200",route="order"} 1.0' in body
+        with serve_on_any_ports(sim) as listening:
+            public = f"http://127.0.0.1:{listening['port']}"
+            internal = f"http://127.0.0.1:{listening['internal_port']}"
+            assert _get(f"{public}/orders/{ORDER}")[0] == 200
+            for path in INTERNAL:
+                assert _get(f"{public}{path}")[0] == 404, path
+                assert _get(f"{internal}{path}")[0] == 200, path
+            _, body = _get(f"{internal}/metrics")
+            needle = b'order_proxy_requests_total{cache="miss",code="200",route="order"} 1.0'
+            assert needle in body
     finally:
-        proc.terminate()
-        assert proc.wait(timeout=30) == 0
-        assert proc.stdout is not None
-        proc.stdout.close()
         sim.stop()

@@ -206,10 +206,6 @@ class RedisStore:
         self._cluster = isinstance(client, RedisCluster)
         self._slot_down_until: dict[int, float] = {}
 
-    @property
-    def channel(self) -> str:
-        return self._channel
-
     async def _call(self, *args: Any, key: str) -> Any:
         slot = key_slot(key.encode()) if self._cluster else 0
         if self._cluster and self._slot_down_until:

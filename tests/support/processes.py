@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
 import os
 import selectors
 import shutil
@@ -12,7 +14,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -201,6 +205,55 @@ class ServiceProcess:
             self._reader.join(timeout=5)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+def line_with(proc: subprocess.Popen[bytes], marker: bytes, timeout: float) -> bytes:
+    """The first output line holding `marker` (fails if the process exits or time runs out)."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    seen = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while True:
+            for line in seen.splitlines(keepends=True):
+                if marker in line and line.endswith(b"\n"):
+                    return line
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"no {marker!r} within {timeout}s: {seen[-2000:]!r}"
+            if not selector.select(remaining):
+                continue
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            assert chunk, f"exited before {marker!r}: {seen[-2000:]!r}"
+            seen += chunk
+
+
+@contextlib.contextmanager
+def serve_on_any_ports(sim: ServiceProcess) -> Iterator[dict[str, Any]]:
+    """`order-proxy serve` in front of `sim` with PROXY_PORT=0 and PROXY_INTERNAL_PORT=0: yields
+    its parsed "listening" line (the ports it really took); on leaving, SIGTERM and exit 0."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUSPAY_", "REDIS_", "PROXY_"))}
+    env.update(
+        JUSPAY_BASE_URL=sim.url,
+        JUSPAY_MERCHANT_ID="demo_merchant",
+        JUSPAY_API_KEY="demo_api_key",
+        PROXY_PORT="0",
+        PROXY_INTERNAL_PORT="0",
+        LOG_FORMAT="json",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield json.loads(line_with(proc, b'"listening"', timeout=30))
+    finally:
+        proc.terminate()
+        code = proc.wait(timeout=30)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    assert code == 0
 
 
 def simulator_process(merchant: str = "demo_merchant", key: str = "demo_api_key") -> ServiceProcess:
