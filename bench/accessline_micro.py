@@ -24,10 +24,10 @@ from typing import Any
 
 import structlog
 
-from proxy import accesslog
-from proxy.keys import RequestRecord
-from proxy.logs import configure_logging
-from proxy.middlewares import _write_request_line
+from proxy.appkeys import RequestRecord
+from proxy.observe import accesslog
+from proxy.observe.logs import configure_logging
+from proxy.web.middlewares import _write_request_line
 
 FIELDS: dict[str, Any] = {
     "method": "GET",

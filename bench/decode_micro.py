@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from proxy.models import Decoders
+from proxy.core.models import Decoders
 
 
 def measure(funcs: dict[str, Callable[[bytes], Any]], body: bytes, repeat: int) -> dict[str, Any]:

@@ -76,7 +76,7 @@ from bench.harness import (
     wait_ready,
 )
 from bench.waiters import direct_polling_calls, wait_all
-from proxy.simulator import SimulatorState
+from proxy.devtools.simulator import SimulatorState
 
 RESULTS = BENCH / "results"
 HIT_ORDER = "BENCH-HIT"

@@ -12,15 +12,7 @@ from aiohttp.typedefs import Middleware
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from proxy import handlers, health, webhooks
-from proxy.auth import ClientKeyAuth, WebhookAuth
-from proxy.cache.bus import EventBus
-from proxy.cache.coalesce import ReplicaCoalescer
-from proxy.cache.facade import OrderCache
-from proxy.cache.keys import KeySchema
-from proxy.cache.memory import MemoryStore
-from proxy.cache.redis import RedisStore
-from proxy.keys import (
+from proxy.appkeys import (
     BUS,
     DECODERS,
     LIFECYCLE,
@@ -33,17 +25,25 @@ from proxy.keys import (
     WEBHOOK_AUTH,
     Lifecycle,
 )
-from proxy.metrics import Metrics
-from proxy.middlewares import make_observe
-from proxy.models import Decoders
-from proxy.openapi import build_openapi
-from proxy.orders import OrderService, ServiceOptions
-from proxy.ratelimit import RATE_LIMITER, RateLimiter, any_limits, limit_requests
-from proxy.redis_client import build_redis
-from proxy.settings import Settings
-from proxy.tasks import BackgroundTasks
-from proxy.upstream import Credentials, JuspayClient, build_session, close_session
-from proxy.waits import WaitRegistry
+from proxy.cache.bus import EventBus
+from proxy.cache.coalesce import ReplicaCoalescer
+from proxy.cache.connect import build_redis
+from proxy.cache.facade import OrderCache
+from proxy.cache.keys import KeySchema
+from proxy.cache.memory import MemoryStore
+from proxy.cache.redis import RedisStore
+from proxy.config.settings import Settings
+from proxy.core.models import Decoders
+from proxy.core.orders import OrderService, ServiceOptions
+from proxy.core.tasks import BackgroundTasks
+from proxy.core.waits import WaitRegistry
+from proxy.observe.metrics import Metrics
+from proxy.upstream.client import Credentials, JuspayClient, build_session, close_session
+from proxy.web import handlers, internal, webhooks
+from proxy.web.auth import ClientKeyAuth, WebhookAuth
+from proxy.web.middlewares import make_observe
+from proxy.web.openapi import build_openapi
+from proxy.web.ratelimit import RATE_LIMITER, RateLimiter, any_limits, limit_requests
 
 log = structlog.get_logger("proxy.app")
 
@@ -94,14 +94,14 @@ def create_app(
     if settings.server.internal_port is None:
         _add_internal_routes(app)
     # The caller API's description stays with the API (it holds no operational data).
-    app.router.add_get("/openapi.json", health.openapi, name="openapi")
+    app.router.add_get("/openapi.json", internal.openapi, name="openapi")
     return app
 
 
 def _add_internal_routes(app: web.Application) -> None:
-    app.router.add_get("/healthz", health.healthz, name="healthz")
-    app.router.add_get("/readyz", health.readyz, name="readyz")
-    app.router.add_get("/metrics", health.metrics, name="metrics")
+    app.router.add_get("/healthz", internal.healthz, name="healthz")
+    app.router.add_get("/readyz", internal.readyz, name="readyz")
+    app.router.add_get("/metrics", internal.metrics, name="metrics")
 
 
 def create_internal_app(served: web.Application) -> web.Application:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from proxy import __version__
-from proxy.settings import Settings, SettingsError, load_settings
+from proxy.config.settings import Settings, SettingsError, load_settings
 
 _EPILOG = """\
 Configuration comes from environment variables (JUSPAY_MERCHANT_ID, JUSPAY_API_KEY or
@@ -124,7 +124,7 @@ def _install_uvloop() -> str:
 
 
 def serve(workers: int = 1) -> int:
-    from proxy.logs import configure_logging  # noqa: PLC0415 - keep `--help` fast
+    from proxy.observe.logs import configure_logging  # noqa: PLC0415 - keep `--help` fast
     from proxy.server import run_workers, serve  # noqa: PLC0415
 
     settings = _settings_or_exit()
@@ -151,8 +151,8 @@ def serve(workers: int = 1) -> int:
 
 
 def simulate(args: argparse.Namespace) -> int:
-    from proxy.logs import configure_logging  # noqa: PLC0415
-    from proxy.simulator import SimulatorState, create_simulator_app  # noqa: PLC0415
+    from proxy.devtools.simulator import SimulatorState, create_simulator_app  # noqa: PLC0415
+    from proxy.observe.logs import configure_logging  # noqa: PLC0415
 
     configure_logging("info", os.environ.get("LOG_FORMAT", "json"))
     if not 0 <= args.settle_after <= 86400:
@@ -208,7 +208,7 @@ def simulate(args: argparse.Namespace) -> int:
 
 
 def client_key(args: argparse.Namespace) -> int:
-    from proxy.auth import hash_key, new_client_key  # noqa: PLC0415
+    from proxy.web.auth import hash_key, new_client_key  # noqa: PLC0415
 
     key = new_client_key()
     merchants = args.merchants or ["*"]
@@ -247,7 +247,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "serve":
         return serve(args.workers)
     if args.command == "demo":
-        from proxy.demo import run_demo  # noqa: PLC0415
+        from proxy.devtools.demo import run_demo  # noqa: PLC0415
 
         return run_demo(port=args.port, once=args.once)
     if args.command == "simulate":

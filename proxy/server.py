@@ -25,11 +25,11 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from proxy import accesslog
 from proxy.app import create_app, create_internal_app
-from proxy.keys import LIFECYCLE, METRICS
-from proxy.metrics import MULTIPROC_DIR_ENV, multiprocess_dir
-from proxy.settings import Settings
+from proxy.appkeys import LIFECYCLE, METRICS
+from proxy.config.settings import Settings
+from proxy.observe import accesslog
+from proxy.observe.metrics import MULTIPROC_DIR_ENV, multiprocess_dir
 
 log = structlog.get_logger("proxy.server")
 

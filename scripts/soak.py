@@ -23,7 +23,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from proxy.policy import FAILURE_STATUSES, FINAL_STATUSES
+from proxy.core.policy import FAILURE_STATUSES, FINAL_STATUSES
 from tests.support.processes import (
     RedisProcess,
     ServiceProcess,

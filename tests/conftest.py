@@ -15,15 +15,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
 from proxy.app import create_app
-from proxy.secrets import Secret
-from proxy.settings import (
+from proxy.config.secrets import Secret
+from proxy.config.settings import (
     CacheSettings,
     MerchantSettings,
     RedisSettings,
     Settings,
     UpstreamSettings,
 )
-from proxy.simulator import SimulatorState, create_simulator_app
+from proxy.devtools.simulator import SimulatorState, create_simulator_app
 from tests.support.processes import RedisProcess, ServiceProcess, simulator_process
 
 MERCHANT = "merchant_a"

@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 import structlog
 
-from proxy import accesslog
-from proxy.logs import configure_logging
+from proxy.observe import accesslog
+from proxy.observe.logs import configure_logging
 from tests.conftest import MERCHANT, ProxyFactory
 from tests.monitoring.exposition import BAD_ORDER_ID, SAMPLE_ORDERS, UNKNOWN_ORDER, expect
 from tests.support.processes import ServiceProcess, free_port

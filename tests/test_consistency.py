@@ -18,14 +18,14 @@ import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from proxy.auth import hash_key
+from proxy.appkeys import METRICS, ORDER_SERVICE
 from proxy.cache import keys
 from proxy.cache.entries import CachedEntry, EntryCodec, etag_for
-from proxy.keys import METRICS, ORDER_SERVICE
-from proxy.orders import OrderQuery
-from proxy.secrets import Secret
-from proxy.settings import ClientSettings, Settings, WebhookSettings
-from proxy.simulator import Fault, SimulatorState
+from proxy.config.secrets import Secret
+from proxy.config.settings import ClientSettings, Settings, WebhookSettings
+from proxy.core.orders import OrderQuery
+from proxy.devtools.simulator import Fault, SimulatorState
+from proxy.web.auth import hash_key
 from tests.conftest import MERCHANT, ProxyFactory, make_settings
 from tests.support.processes import RedisProcess
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from proxy.auth import hash_key
+from proxy.web.auth import hash_key
 from tests.support.processes import RedisProcess, ServiceProcess, proxy_process
 from tests.support.relay import Relay
 from tests.support.simctl import control

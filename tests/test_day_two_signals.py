@@ -22,13 +22,13 @@ import pytest
 import structlog
 from aiohttp.test_utils import TestServer
 
-from proxy.auth import hash_key
-from proxy.circuit import CircuitBreaker, CircuitSettings, CircuitState
-from proxy.keys import METRICS
-from proxy.logs import configure_logging
-from proxy.secrets import Secret
-from proxy.settings import ClientSettings, MerchantSettings, WebhookSettings
-from proxy.simulator import Fault, SimulatorState
+from proxy.appkeys import METRICS
+from proxy.config.secrets import Secret
+from proxy.config.settings import ClientSettings, MerchantSettings, WebhookSettings
+from proxy.devtools.simulator import Fault, SimulatorState
+from proxy.observe.logs import configure_logging
+from proxy.upstream.circuit import CircuitBreaker, CircuitSettings, CircuitState
+from proxy.web.auth import hash_key
 from tests.conftest import MERCHANT, ProxyFactory, make_settings
 from tests.support.processes import RedisProcess
 

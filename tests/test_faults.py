@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from proxy.policy import FAILURE_STATUSES, FINAL_STATUSES
+from proxy.core.policy import FAILURE_STATUSES, FINAL_STATUSES
 from tests.support.processes import (
     RedisProcess,
     ServiceProcess,

@@ -19,9 +19,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.app import create_app, create_internal_app
-from proxy.auth import hash_key
-from proxy.keys import LIFECYCLE
-from proxy.settings import ClientSettings, SettingsError, load_settings
+from proxy.appkeys import LIFECYCLE
+from proxy.config.settings import ClientSettings, SettingsError, load_settings
+from proxy.web.auth import hash_key
 from tests.conftest import MERCHANT, make_settings
 from tests.support.processes import RedisProcess, serve_on_any_ports, simulator_process
 

@@ -24,10 +24,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy import jwt_webhooks as jw
-from proxy.keys import METRICS, ORDER_SERVICE
-from proxy.secrets import Secret
-from proxy.settings import (
+from proxy.appkeys import METRICS, ORDER_SERVICE
+from proxy.config.secrets import Secret
+from proxy.config.settings import (
     JwtWebhookSettings,
     MerchantSettings,
     Settings,
@@ -35,7 +34,8 @@ from proxy.settings import (
     WebhookSettings,
     load_settings,
 )
-from proxy.simulator import SimulatorState
+from proxy.devtools.simulator import SimulatorState
+from proxy.web import webhook_jwt as jw
 from tests.conftest import (
     API_KEY,
     MERCHANT,

@@ -19,9 +19,9 @@ from jwcrypto import jwe as cjwe
 from jwcrypto import jwk as cjwk
 from jwcrypto import jws as cjws
 
-from proxy import jwt_webhooks as jw
-from proxy.jwt_webhooks import JwtKeyring, WebhookTokenError
-from proxy.settings import SettingsError, load_settings
+from proxy.config.settings import SettingsError, load_settings
+from proxy.web import webhook_jwt as jw
+from proxy.web.webhook_jwt import JwtKeyring, WebhookTokenError
 
 NOW = 1_790_000_000.0  # the keyrings' clock
 KID = "key_ccccda97e8b4d1bad6ca72c1"  # the kid of the merchant's JWT key (Juspay's sample style)

@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from proxy.auth import hash_key
+from proxy.web.auth import hash_key
 from tests.support.processes import ServiceProcess, free_port, simulator_process
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import structlog
 
-from proxy.logs import configure_logging, redact
-from proxy.secrets import MASK
-from proxy.simulator import Fault, SimulatorState
+from proxy.config.secrets import MASK
+from proxy.devtools.simulator import Fault, SimulatorState
+from proxy.observe.logs import configure_logging, redact
 from tests.conftest import API_KEY, MERCHANT, ProxyFactory
 from tests.monitoring.exposition import BAD_ORDER_ID, SAMPLE_ORDERS, UNKNOWN_ORDER, expect
 

@@ -18,8 +18,9 @@ from aiohttp.test_utils import TestServer
 from prometheus_client.utils import floatToGoString
 
 from proxy import __version__
-from proxy.jwt_webhooks import REASONS as JWT_REASONS
-from proxy.metrics import (
+from proxy.core.policy import StatusClass
+from proxy.devtools.simulator import Fault, SimulatorState
+from proxy.observe.metrics import (
     BATCH_BUCKETS,
     CACHE_RESULTS,
     LATENCY_BUCKETS,
@@ -27,9 +28,8 @@ from proxy.metrics import (
     ROUTES,
     UPSTREAM_OUTCOMES,
 )
-from proxy.policy import StatusClass
-from proxy.simulator import Fault, SimulatorState
-from proxy.webhooks import FAMILIES
+from proxy.web.webhook_jwt import REASONS as JWT_REASONS
+from proxy.web.webhooks import FAMILIES
 from tests.conftest import MERCHANT, ProxyFactory, make_settings
 from tests.monitoring.exposition import (
     BAD_ORDER_ID,

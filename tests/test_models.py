@@ -7,8 +7,8 @@ import json
 import msgspec
 import pytest
 
-from proxy.models import Decoders, Order
-from proxy.simulator import load_sample, sample_names
+from proxy.core.models import Decoders, Order
+from proxy.devtools.simulator import load_sample, sample_names
 
 VALID = [n for n in sample_names() if n.endswith(".json")]
 MALFORMED = [n for n in sample_names() if n.endswith(".malformed.txt")]

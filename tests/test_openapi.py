@@ -14,11 +14,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from openapi_spec_validator import validate
 
-from proxy.auth import hash_key
-from proxy.keys import METRICS
-from proxy.openapi import build_openapi
-from proxy.secrets import Secret
-from proxy.settings import ClientSettings, JwtWebhookSettings, WebhookSettings
+from proxy.appkeys import METRICS
+from proxy.config.secrets import Secret
+from proxy.config.settings import ClientSettings, JwtWebhookSettings, WebhookSettings
+from proxy.web.auth import hash_key
+from proxy.web.openapi import build_openapi
 from tests.conftest import ProxyFactory, make_settings
 from tests.support.processes import RedisProcess
 

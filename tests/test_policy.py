@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.models import OrderStatusView, RefundStatusView
-from proxy.policy import (
+from proxy.core.models import OrderStatusView, RefundStatusView
+from proxy.core.policy import (
     FAILURE_STATUSES,
     FINAL_STATUSES,
     IN_PROGRESS_STATUSES,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from proxy.models import Decoders
-from proxy.policy import (
+from proxy.core.models import Decoders
+from proxy.core.policy import (
     CLOSED_CHARGEBACK_STATUSES,
     FINAL_MANDATE_STATUSES,
     FINAL_STATUSES,
@@ -212,7 +212,7 @@ def test_per_status_overrides_never_lengthen_a_changing_order() -> None:
 
 
 def test_juspays_mandate_sample_is_a_live_mandate() -> None:
-    sample = resources.files("proxy").joinpath("samples", "ec-mandate.json").read_bytes()
+    sample = resources.files("proxy.devtools").joinpath("samples", "ec-mandate.json").read_bytes()
     view = DECODERS.status_view.decode(sample)
     assert view.order_id is not None
     assert decide(200, view, view.order_id, POLICY).status_class is StatusClass.MANDATE_OPEN
@@ -220,7 +220,7 @@ def test_juspays_mandate_sample_is_a_live_mandate() -> None:
 
 @pytest.mark.parametrize("ttl", [0, 5])
 def test_changing_ttl_comes_from_the_cache_section(tmp_path: Any, ttl: int) -> None:
-    from proxy.settings import load_settings  # noqa: PLC0415 - only this test needs settings
+    from proxy.config.settings import load_settings  # noqa: PLC0415 - only this test needs settings
 
     config = tmp_path / "proxy.toml"
     config.write_text(f"[cache]\nchanging_ttl_seconds = {ttl}\n")

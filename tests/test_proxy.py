@@ -16,12 +16,12 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from proxy import __version__
 from proxy.app import create_app
-from proxy.keys import BUS, ORDER_SERVICE
-from proxy.orders import OrderQuery
-from proxy.policy import CachePolicy
-from proxy.secrets import Secret
-from proxy.settings import CacheSettings, WebhookSettings
-from proxy.simulator import Fault, SimulatorState
+from proxy.appkeys import BUS, ORDER_SERVICE
+from proxy.config.secrets import Secret
+from proxy.config.settings import CacheSettings, WebhookSettings
+from proxy.core.orders import OrderQuery
+from proxy.core.policy import CachePolicy
+from proxy.devtools.simulator import Fault, SimulatorState
 from tests.conftest import (
     API_KEY,
     MERCHANT,

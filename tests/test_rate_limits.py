@@ -13,15 +13,15 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from proxy.auth import hash_key
+from proxy.appkeys import METRICS
 from proxy.cache.keys import rate_limit_key
 from proxy.cache.pipeline import AutoPipeline
-from proxy.errors import RateLimited
-from proxy.keys import METRICS
-from proxy.metrics import Metrics
-from proxy.ratelimit import SCOPES, LocalGcra, RateLimiter, SharedGcra
-from proxy.settings import ClientSettings, RateLimit, Settings, SettingsError, load_settings
-from proxy.simulator import SimulatorState
+from proxy.config.settings import ClientSettings, RateLimit, Settings, SettingsError, load_settings
+from proxy.core.errors import RateLimited
+from proxy.devtools.simulator import SimulatorState
+from proxy.observe.metrics import Metrics
+from proxy.web.auth import hash_key
+from proxy.web.ratelimit import SCOPES, LocalGcra, RateLimiter, SharedGcra
 from tests.conftest import MERCHANT, ProxyFactory, make_settings
 from tests.support.processes import RedisProcess
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp.test_utils import TestServer
 
-from proxy.keys import METRICS
-from proxy.simulator import SimulatorState
+from proxy.appkeys import METRICS
+from proxy.devtools.simulator import SimulatorState
 from tests.conftest import ProxyFactory, make_settings
 from tests.support.processes import RedisProcess
 

@@ -9,12 +9,12 @@ from dataclasses import replace
 
 from aiohttp.test_utils import TestServer
 
-from proxy.auth import hash_key
-from proxy.keys import BUS, ORDER_SERVICE
-from proxy.orders import OrderQuery
-from proxy.secrets import Secret
-from proxy.settings import ClientSettings, Settings, WebhookSettings
-from proxy.simulator import SimulatorState
+from proxy.appkeys import BUS, ORDER_SERVICE
+from proxy.config.secrets import Secret
+from proxy.config.settings import ClientSettings, Settings, WebhookSettings
+from proxy.core.orders import OrderQuery
+from proxy.devtools.simulator import SimulatorState
+from proxy.web.auth import hash_key
 from tests.conftest import MERCHANT, ProxyFactory, make_settings
 from tests.support.processes import RedisProcess
 

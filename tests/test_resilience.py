@@ -10,14 +10,14 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
+from proxy.appkeys import METRICS, ORDER_SERVICE
 from proxy.cache import keys
 from proxy.cache.entries import CachedEntry, EntryCodec, etag_for
-from proxy.circuit import CircuitBreaker, CircuitSettings, CircuitState
-from proxy.errors import CircuitOpen
-from proxy.keys import METRICS, ORDER_SERVICE
-from proxy.orders import OrderQuery
-from proxy.settings import Settings
-from proxy.simulator import Fault, SimulatorState
+from proxy.config.settings import Settings
+from proxy.core.errors import CircuitOpen
+from proxy.core.orders import OrderQuery
+from proxy.devtools.simulator import Fault, SimulatorState
+from proxy.upstream.circuit import CircuitBreaker, CircuitSettings, CircuitState
 from tests.conftest import MERCHANT, ProxyFactory, make_settings
 from tests.support.processes import RedisProcess
 

@@ -17,12 +17,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.auth import hash_key
-from proxy.keys import ORDER_SERVICE
-from proxy.logs import configure_logging
-from proxy.secrets import Secret
-from proxy.settings import ClientSettings, MerchantSettings, Settings, WebhookSettings
-from proxy.simulator import SimulatorState
+from proxy.appkeys import ORDER_SERVICE
+from proxy.config.secrets import Secret
+from proxy.config.settings import ClientSettings, MerchantSettings, Settings, WebhookSettings
+from proxy.devtools.simulator import SimulatorState
+from proxy.observe.logs import configure_logging
+from proxy.web.auth import hash_key
 from tests.conftest import (
     API_KEY,
     MERCHANT,
@@ -425,7 +425,7 @@ async def test_oversized_request_lines_and_headers_are_refused(make_proxy: Proxy
 
 
 def test_anonymous_gateway_is_refused_at_start_up() -> None:
-    from proxy.settings import SettingsError, load_settings  # noqa: PLC0415
+    from proxy.config.settings import SettingsError, load_settings  # noqa: PLC0415
 
     env = {"JUSPAY_MERCHANT_ID": "m1", "JUSPAY_API_KEY": "k", "PROXY_HOST": "0.0.0.0"}  # noqa: S104
     with pytest.raises(SettingsError) as info:

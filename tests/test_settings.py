@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.settings import SettingsError, load_settings
+from proxy.config.settings import SettingsError, load_settings
 
 KEY = "sk_live_supersecret_123"
 BASE = {"JUSPAY_MERCHANT_ID": "m1", "JUSPAY_API_KEY": KEY}

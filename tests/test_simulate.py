@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from proxy.simulator import create_simulator_app
+from proxy.devtools.simulator import create_simulator_app
 from tests.support.processes import ServiceProcess, free_port, proxy_process
 
 ROOT = Path(__file__).resolve().parent.parent

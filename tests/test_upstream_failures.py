@@ -9,10 +9,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from proxy.keys import ORDER_SERVICE
-from proxy.secrets import Secret
-from proxy.settings import MerchantSettings, UpstreamSettings
-from proxy.simulator import Fault, SimulatorState
+from proxy.appkeys import ORDER_SERVICE
+from proxy.config.secrets import Secret
+from proxy.config.settings import MerchantSettings, UpstreamSettings
+from proxy.devtools.simulator import Fault, SimulatorState
 from tests.conftest import MERCHANT, ProxyFactory, make_settings
 from tests.support.processes import free_port
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy import validation
-from proxy.errors import BadRequest
+from proxy.core import validators
+from proxy.core.errors import BadRequest
 
 SAFE = string.ascii_letters + string.digits + "._-"
 
@@ -23,15 +23,15 @@ def test_order_id_accepts_only_the_safe_alphabet(value: str) -> None:
         and all(ch in SAFE for ch in value)
     )
     if ok:
-        assert validation.order_id(value) == value
+        assert validators.order_id(value) == value
     else:
         with pytest.raises(BadRequest):
-            validation.order_id(value)
+            validators.order_id(value)
 
 
 @given(st.text(alphabet=SAFE, min_size=1, max_size=64).filter(lambda s: s[0].isalnum()))
 def test_valid_ids_never_contain_separators_or_escapes(value: str) -> None:
-    accepted = validation.order_id(value)
+    accepted = validators.order_id(value)
     for forbidden in ("/", "%", "\\"):
         assert forbidden not in accepted
     assert accepted not in (".", "..")
@@ -39,7 +39,7 @@ def test_valid_ids_never_contain_separators_or_escapes(value: str) -> None:
 
 @pytest.mark.parametrize("value", ["2023-06-30", "2016-10-27", "2019-05-07", "2024-02-29"])
 def test_real_dates_are_valid_versions(value: str) -> None:
-    assert validation.api_version(value) == value
+    assert validators.api_version(value) == value
 
 
 @pytest.mark.parametrize(
@@ -47,18 +47,18 @@ def test_real_dates_are_valid_versions(value: str) -> None:
 )
 def test_other_versions_are_refused(value: str) -> None:
     with pytest.raises(BadRequest):
-        validation.api_version(value)
+        validators.api_version(value)
 
 
 @given(st.text(max_size=200))
 def test_request_id_is_always_safe(value: str) -> None:
-    rid = validation.request_id(value)
+    rid = validators.request_id(value)
     assert 1 <= len(rid) <= 128
     assert all(ch.isascii() and (ch.isalnum() or ch in "._:-") for ch in rid)
 
 
 def test_flags() -> None:
-    assert validation.flag("x", "true") is True
-    assert validation.flag("x", "FALSE") is False
+    assert validators.flag("x", "true") is True
+    assert validators.flag("x", "FALSE") is False
     with pytest.raises(BadRequest):
-        validation.flag("x", "yes please")
+        validators.flag("x", "yes please")

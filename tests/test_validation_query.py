@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from proxy import validation
-from proxy.errors import BadRequest
+from proxy.core import validators
+from proxy.core.errors import BadRequest
 
 
 @pytest.mark.parametrize(
@@ -13,7 +13,7 @@ from proxy.errors import BadRequest
     ["eulwh5QbZSBvw35eWnH", "moztmUw6ryK1DZXwBEV", "a", "A1._-z", "x" * 64],
 )
 def test_juspay_style_txn_uuids_are_accepted(value: str) -> None:
-    assert validation.txn_uuid(value) == value
+    assert validators.txn_uuid(value) == value
 
 
 @pytest.mark.parametrize(
@@ -36,7 +36,7 @@ def test_juspay_style_txn_uuids_are_accepted(value: str) -> None:
 )
 def test_unsafe_txn_uuids_are_a_bad_request_that_does_not_echo_them(value: str) -> None:
     with pytest.raises(BadRequest) as info:
-        validation.txn_uuid(value)
+        validators.txn_uuid(value)
     assert "txn_uuid" in str(info.value)
     if value:
         assert value not in str(info.value)
@@ -56,11 +56,11 @@ def test_unsafe_txn_uuids_are_a_bad_request_that_does_not_echo_them(value: str) 
     ],
 )
 def test_flags_read_true_or_1_in_any_case_as_on(value: str, expected: bool) -> None:
-    result = validation.flag("options.add_full_gateway_response", value)
+    result = validators.flag("options.add_full_gateway_response", value)
     assert result is expected
 
 
 @pytest.mark.parametrize("value", ["yes", "on", "", " true", "2", "truthy"])
 def test_other_flag_values_are_a_bad_request_naming_the_parameter(value: str) -> None:
     with pytest.raises(BadRequest, match=r"^options\.add_full_gateway_response must be"):
-        validation.flag("options.add_full_gateway_response", value)
+        validators.flag("options.add_full_gateway_response", value)

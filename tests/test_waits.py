@@ -11,10 +11,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from proxy.keys import METRICS, WAITS
-from proxy.secrets import Secret
-from proxy.settings import Settings, WaitSettings, WebhookSettings
-from proxy.simulator import Fault, SimulatorState
+from proxy.appkeys import METRICS, WAITS
+from proxy.config.secrets import Secret
+from proxy.config.settings import Settings, WaitSettings, WebhookSettings
+from proxy.devtools.simulator import Fault, SimulatorState
 from tests.conftest import MERCHANT, ProxyFactory, make_settings
 from tests.support.processes import RedisProcess
 

@@ -26,7 +26,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from proxy.metrics import Metrics
+from proxy.observe.metrics import Metrics
 
 log = structlog.get_logger("proxy.bus")
 

@@ -25,7 +25,7 @@ import structlog
 from proxy.cache.bus import ANSWER_FAILED, ANSWER_READY, EventBus
 from proxy.cache.entries import CachedEntry
 from proxy.cache.redis import CacheUnavailable, RedisStore, Role
-from proxy.metrics import Metrics
+from proxy.observe.metrics import Metrics
 
 log = structlog.get_logger("proxy.coalesce")
 

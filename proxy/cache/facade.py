@@ -31,7 +31,7 @@ from proxy.cache.entries import CachedEntry
 from proxy.cache.keys import base_of
 from proxy.cache.memory import MemoryStore
 from proxy.cache.redis import CacheUnavailable, RedisStore, Saved
-from proxy.metrics import Metrics
+from proxy.observe.metrics import Metrics
 
 log = structlog.get_logger("proxy.cache")
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestServer
 
-from proxy.simulator import SimulatorState
+from proxy.devtools.simulator import SimulatorState
 from tests.conftest import ProxyFactory, make_settings
 from tests.monitoring.exposition import (
     Series,

@@ -13,7 +13,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.simulator import Fault, SimulatorState
+from proxy.devtools.simulator import Fault, SimulatorState
 from tests.support.processes import RedisProcess
 
 # One series: its sample name and its label set.

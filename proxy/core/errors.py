@@ -27,7 +27,7 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from proxy.models import ErrorBody, ErrorInfo
+from proxy.core.models import ErrorBody, ErrorInfo
 
 
 class ProxyError(Exception):

@@ -32,9 +32,9 @@ from joserfc.errors import (
 )
 from joserfc.jwk import RSAKey
 
-from proxy.secrets import Secret, SecretFile, read_secret_file
+from proxy.config.secrets import Secret, SecretFile, read_secret_file
 
-log = structlog.get_logger("proxy.jwt_webhooks")
+log = structlog.get_logger("proxy.web.webhook_jwt")
 
 # What Juspay sends: its sample uses RSA-OAEP-256, its Node SDK RSA-OAEP; both with A256GCM
 # around a JWS signed RS256. Nothing else is accepted (no "none", no HMAC, no compression).

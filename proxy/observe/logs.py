@@ -20,8 +20,8 @@ from typing import Any, TextIO, cast
 
 import structlog
 
-from proxy import accesslog
-from proxy.secrets import MASK
+from proxy.config.secrets import MASK
+from proxy.observe import accesslog
 
 _SENSITIVE = (
     "authorization",

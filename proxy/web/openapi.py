@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from proxy import __version__
-from proxy.validation import ORDER_ID_MAX_LENGTH, TXN_UUID_MAX_LENGTH
+from proxy.core.validators import ORDER_ID_MAX_LENGTH, TXN_UUID_MAX_LENGTH
 
 ORDER_ID_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{ORDER_ID_MAX_LENGTH - 1}}}$"
 TXN_UUID_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{TXN_UUID_MAX_LENGTH - 1}}}$"

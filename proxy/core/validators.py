@@ -7,7 +7,7 @@ import itertools
 import os
 import re
 
-from proxy.errors import BadRequest
+from proxy.core.errors import BadRequest
 
 # Juspay order ids are short alphanumeric strings (the docs say < 21 characters; published
 # samples reach 24). We allow a little more, but only characters that can never form a path

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from proxy.auth_types import WebhookCheck
 from proxy.cache.bus import EventBus
-from proxy.metrics import Metrics
-from proxy.models import Decoders
-from proxy.orders import OrderService
-from proxy.settings import ClientSettings, Settings
-from proxy.waits import WaitRegistry
+from proxy.config.settings import ClientSettings, Settings
+from proxy.core.models import Decoders
+from proxy.core.orders import OrderService
+from proxy.core.waits import WaitRegistry
+from proxy.observe.metrics import Metrics
+from proxy.web.auth_types import WebhookCheck
 
 
 @dataclass(slots=True)

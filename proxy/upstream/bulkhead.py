@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from proxy.errors import Overloaded
+from proxy.core.errors import Overloaded
 
 
 class Bulkhead:

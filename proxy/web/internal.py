@@ -9,8 +9,8 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from proxy.keys import BUS, LIFECYCLE, METRICS, OPENAPI, ORDER_SERVICE, SERVED
-from proxy.metrics import EXPOSITION_CONTENT_TYPE
+from proxy.appkeys import BUS, LIFECYCLE, METRICS, OPENAPI, ORDER_SERVICE, SERVED
+from proxy.observe.metrics import EXPOSITION_CONTENT_TYPE
 
 _json = msgspec.json.Encoder()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from proxy.jwt_webhooks import JwtKeyring
+from proxy.web.webhook_jwt import JwtKeyring
 
 
 class WebhookCheck(Protocol):

@@ -249,7 +249,7 @@ class LogSink:
             "dropped_total": self.dropped,
             "detail": "stdout did not keep up; these log lines were not written",
             "level": "warning",
-            "logger": "proxy.logs",
+            "logger": "proxy.observe.logs",
             "timestamp": timestamp(),
         }
         return _encode(line) + b"\n"

@@ -38,21 +38,22 @@ import msgspec
 import structlog
 from aiohttp import hdrs, web
 
-from proxy import jwt_webhooks, validation
-from proxy.auth_types import WebhookCheck
-from proxy.errors import (
+from proxy.appkeys import DECODERS, METRICS, ORDER_SERVICE, RECORD, SETTINGS, WEBHOOK_AUTH
+from proxy.core import validators
+from proxy.core.errors import (
     BadRequest,
     CacheUnavailableError,
     Forbidden,
     Unauthorized,
     error_response,
 )
-from proxy.jwt_webhooks import JwtKeyring, VerifiedWebhook, WebhookTokenError
-from proxy.keys import DECODERS, METRICS, ORDER_SERVICE, RECORD, SETTINGS, WEBHOOK_AUTH
-from proxy.metrics import Metrics
-from proxy.models import WebhookEvent
+from proxy.core.models import WebhookEvent
+from proxy.observe.metrics import Metrics
+from proxy.web import webhook_jwt
+from proxy.web.auth_types import WebhookCheck
+from proxy.web.webhook_jwt import JwtKeyring, VerifiedWebhook, WebhookTokenError
 
-log = structlog.get_logger("proxy.webhooks")
+log = structlog.get_logger("proxy.web.webhooks")
 
 # Juspay's documented event names; their lower-cased name is the metric label, any other
 # name counts as `other` (and by name class in order_proxy_webhook_unknown_events_total).
@@ -228,12 +229,12 @@ async def juspay_webhook(request: web.Request) -> web.Response:
     settings = app[SETTINGS]
     body = await read_body(request, settings.server.max_request_body_bytes)
     try:
-        token = jwt_webhooks.token_of(body)
+        token = webhook_jwt.token_of(body)
     except WebhookTokenError:
         token = None
         if _has_jwt_member(body):
             # {"JWT": <not a token>}: a JWT webhook that cannot be read, whatever else came.
-            return _jwt_refused(metrics, WebhookTokenError(jwt_webhooks.MALFORMED))
+            return _jwt_refused(metrics, WebhookTokenError(webhook_jwt.MALFORMED))
     except RecursionError:
         token = None  # hostile nesting: a bad body (below), never a 500
     if token is not None:
@@ -267,16 +268,16 @@ def _has_jwt_member(body: bytes) -> bool:
 
 async def _jwt_webhook(request: web.Request, auth: WebhookCheck, token: str) -> web.Response:
     metrics = request.app[METRICS]
-    found = auth.keyring_for(jwt_webhooks.peek_kid(token))
+    found = auth.keyring_for(webhook_jwt.peek_kid(token))
     if found is None:
-        return _jwt_refused(metrics, WebhookTokenError(jwt_webhooks.UNKNOWN_KID))
+        return _jwt_refused(metrics, WebhookTokenError(webhook_jwt.UNKNOWN_KID))
     merchant_id, keyring = found
     try:
         # RSA decryption and verification cost about a millisecond of CPU: off the event loop
         # (the keyring is thread-safe: its replay memory is locked, key files re-read safely).
         verified = await asyncio.to_thread(keyring.verify_token, token)
     except WebhookTokenError as exc:
-        if exc.reason == jwt_webhooks.REPLAYED:
+        if exc.reason == webhook_jwt.REPLAYED:
             # Authentic, fresh, and handled before (Juspay retries): its first copy took effect.
             metrics.webhook_events.labels(event="other", result="duplicate").inc()
             return _answer("duplicate")
@@ -352,7 +353,7 @@ async def _apply(
         metrics.webhook_events.labels(event=label, result="ignored").inc()
         _handled(jwt)
         return _answer("ignored")
-    order_id = validation.order_id(target.order_id)
+    order_id = validators.order_id(target.order_id)
     record.order_id = order_id
     service = app[ORDER_SERVICE]
     try:

@@ -12,16 +12,16 @@ import aiohttp
 from aiohttp import web
 
 from proxy.app import create_app
-from proxy.logs import configure_logging
-from proxy.secrets import Secret
-from proxy.settings import (
+from proxy.config.secrets import Secret
+from proxy.config.settings import (
     MerchantSettings,
     ServerSettings,
     Settings,
     UpstreamSettings,
     WebhookSettings,
 )
-from proxy.simulator import SimulatorState, create_simulator_app
+from proxy.devtools.simulator import SimulatorState, create_simulator_app
+from proxy.observe.logs import configure_logging
 
 MERCHANT = "demo_merchant"
 API_KEY = "demo_api_key"  # the simulator's own key; not a real credential

@@ -20,11 +20,11 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 from aiohttp_basicauth import BasicAuthMiddleware
 
-from proxy.errors import Forbidden, Unauthorized, error_response
-from proxy.jwt_webhooks import JwtKeyring
-from proxy.keys import CLIENT, METRICS, RECORD
-from proxy.secrets import Secret, SecretFile
-from proxy.settings import ClientSettings, Settings, WebhookSettings
+from proxy.appkeys import CLIENT, METRICS, RECORD
+from proxy.config.secrets import Secret, SecretFile
+from proxy.config.settings import ClientSettings, Settings, WebhookSettings
+from proxy.core.errors import Forbidden, Unauthorized, error_response
+from proxy.web.webhook_jwt import JwtKeyring
 
 CALLER_ROUTES = frozenset({"order", "order_status", "batch"})
 OPERATOR_ROUTES = frozenset({"purge"})

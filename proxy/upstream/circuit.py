@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from proxy.errors import CircuitOpen
+from proxy.core.errors import CircuitOpen
 
 
 class CircuitState(enum.IntEnum):

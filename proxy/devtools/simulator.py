@@ -83,11 +83,11 @@ FAULT_KINDS = (
 
 
 def load_sample(name: str) -> bytes:
-    return resources.files("proxy").joinpath("samples", name).read_bytes()
+    return resources.files("proxy.devtools").joinpath("samples", name).read_bytes()
 
 
 def sample_names() -> list[str]:
-    folder = resources.files("proxy").joinpath("samples")
+    folder = resources.files("proxy.devtools").joinpath("samples")
     return sorted(item.name for item in folder.iterdir() if item.name.endswith((".json", ".txt")))
 
 

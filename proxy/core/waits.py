@@ -22,13 +22,13 @@ import structlog
 from proxy.cache.bus import INVALIDATED, EventBus
 from proxy.cache.keys import poll_key
 from proxy.cache.redis import CacheUnavailable, RedisStore
-from proxy.errors import Overloaded, ProxyError
-from proxy.metrics import Metrics
-from proxy.orders import CacheResult, OrderAnswer, OrderQuery, OrderService, fresh
-from proxy.policy import StatusClass
-from proxy.settings import WaitSettings
+from proxy.config.settings import WaitSettings
+from proxy.core.errors import Overloaded, ProxyError
+from proxy.core.orders import CacheResult, OrderAnswer, OrderQuery, OrderService, fresh
+from proxy.core.policy import StatusClass
+from proxy.observe.metrics import Metrics
 
-log = structlog.get_logger("proxy.waits")
+log = structlog.get_logger("proxy.core.waits")
 
 # Bus event: a replica saw this order (its key base) settle.
 SETTLED = "settled"

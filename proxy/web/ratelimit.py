@@ -39,14 +39,14 @@ from aiohttp.typedefs import Handler
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from proxy.appkeys import CLIENT, RECORD
 from proxy.cache.keys import rate_limit_key
 from proxy.cache.pipeline import AutoPipeline, RedisCommandError
-from proxy.errors import RateLimited
-from proxy.keys import CLIENT, RECORD
-from proxy.metrics import Metrics
-from proxy.settings import ClientSettings, RateLimit
+from proxy.config.settings import ClientSettings, RateLimit
+from proxy.core.errors import RateLimited
+from proxy.observe.metrics import Metrics
 
-log = structlog.get_logger("proxy.ratelimit")
+log = structlog.get_logger("proxy.web.ratelimit")
 
 SCOPES = ("all", "upstream")
 # After a failed Redis check, checks stay local this long before Redis is tried again.

@@ -9,17 +9,18 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from proxy import accesslog, validation
-from proxy.accesslog import REQUEST_ID, AccessLine
-from proxy.errors import (
+from proxy.appkeys import METRICS, RECORD, RequestRecord
+from proxy.core import validators
+from proxy.core.errors import (
     MethodNotAllowed,
     NotFoundError,
     PayloadTooLarge,
     ProxyError,
     error_response,
 )
-from proxy.keys import METRICS, RECORD, RequestRecord
-from proxy.metrics import ROUTES
+from proxy.observe import accesslog
+from proxy.observe.accesslog import REQUEST_ID, AccessLine
+from proxy.observe.metrics import ROUTES
 
 log = structlog.get_logger("proxy.access")
 
@@ -52,7 +53,7 @@ async def _observe(
     started = time.perf_counter()
     route = _route_name(request)
     record = RequestRecord(
-        request_id=validation.request_id(request.headers.get("X-Request-Id")), route=route
+        request_id=validators.request_id(request.headers.get("X-Request-Id")), route=route
     )
     request[RECORD] = record
     metrics = request.app[METRICS]

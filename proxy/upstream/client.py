@@ -20,10 +20,11 @@ import msgspec
 import structlog
 from yarl import URL
 
-from proxy import __version__, policy
-from proxy.bulkhead import Bulkhead
-from proxy.circuit import CircuitBreaker, CircuitState
-from proxy.errors import (
+from proxy import __version__
+from proxy.config.secrets import Secret, SecretFile
+from proxy.config.settings import MerchantSettings, UpstreamSettings
+from proxy.core import policy
+from proxy.core.errors import (
     CircuitOpen,
     UpstreamAuthFailed,
     UpstreamBadBody,
@@ -33,12 +34,12 @@ from proxy.errors import (
     UpstreamServerError,
     UpstreamTimeout,
 )
-from proxy.metrics import Metrics
-from proxy.models import Decoders, OrderStatusView
-from proxy.secrets import Secret, SecretFile
-from proxy.settings import MerchantSettings, UpstreamSettings
+from proxy.core.models import Decoders, OrderStatusView
+from proxy.observe.metrics import Metrics
+from proxy.upstream.bulkhead import Bulkhead
+from proxy.upstream.circuit import CircuitBreaker, CircuitState
 
-log = structlog.get_logger("proxy.upstream")
+log = structlog.get_logger("proxy.upstream.client")
 
 _AUTH_LOG_EVERY_SECONDS = 10.0
 

@@ -18,10 +18,11 @@ from typing import Any
 import msgspec
 from yarl import URL
 
-from proxy import jwt_webhooks, policy, validation
-from proxy.circuit import CircuitSettings
-from proxy.errors import BadRequest
-from proxy.secrets import MASK, Secret, read_secret_file
+from proxy.config.secrets import MASK, Secret, read_secret_file
+from proxy.core import policy, validators
+from proxy.core.errors import BadRequest
+from proxy.upstream.circuit import CircuitSettings
+from proxy.web import webhook_jwt
 
 DEFAULT_BASE_URL = "https://api.juspay.in"
 DEFAULT_API_VERSION = "2023-06-30"
@@ -60,7 +61,7 @@ class JwtWebhookSettings:
 
     private_key_files: tuple[tuple[str, Path], ...]
     public_key_files: tuple[tuple[str, Path], ...]
-    max_age_seconds: float = jwt_webhooks.DEFAULT_MAX_AGE_SECONDS
+    max_age_seconds: float = webhook_jwt.DEFAULT_MAX_AGE_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -589,7 +590,7 @@ def _base_url(name: str, raw: str, *, allow_insecure: bool) -> URL:
 
 def _api_version(name: str, raw: str) -> str:
     try:
-        return validation.api_version(raw.strip())
+        return validators.api_version(raw.strip())
     except BadRequest as exc:
         raise SettingsError(name, f"{exc} (got {raw!r})") from None
 
@@ -615,7 +616,7 @@ def _check_secret_text(name: str, value: str) -> None:
 
 def _merchant_id(name: str, raw: str) -> str:
     try:
-        return validation.merchant_id(raw.strip())
+        return validators.merchant_id(raw.strip())
     except BadRequest:
         raise SettingsError(name, f"not a valid merchant id: {raw!r}") from None
 
@@ -801,7 +802,7 @@ def _key_files(
     """(kid, path) pairs of a kid = "path" table; relative paths are relative to the file."""
     pairs: list[tuple[str, Path]] = []
     for kid, path_text in table.items():
-        setting = f"{name}.{kid if jwt_webhooks.valid_kid(kid) else repr(kid[:40])}"
+        setting = f"{name}.{kid if webhook_jwt.valid_kid(kid) else repr(kid[:40])}"
         path = Path(path_text)
         path = path if path.is_absolute() else base / path
         pairs.append((_kid(setting, kid), _key_file(setting, path, private=private)))
@@ -844,7 +845,7 @@ def _env_jwt(env: Mapping[str, str]) -> JwtWebhookSettings | None:
 
 
 def _kid(name: str, raw: str) -> str:
-    if not jwt_webhooks.valid_kid(raw):
+    if not webhook_jwt.valid_kid(raw):
         raise SettingsError(name, "a kid must be 1-128 printable ASCII characters without spaces")
     return raw
 
@@ -853,16 +854,16 @@ def _key_file(name: str, path: Path, *, private: bool) -> Path:
     """The path of a usable PEM RSA key file; SettingsError (never key material) otherwise."""
     try:
         if private:
-            jwt_webhooks.load_private_key(path)
+            webhook_jwt.load_private_key(path)
         else:
-            jwt_webhooks.load_public_key(path)
-    except jwt_webhooks.KeyFileError as exc:
+            webhook_jwt.load_public_key(path)
+    except webhook_jwt.KeyFileError as exc:
         raise SettingsError(name, str(exc)) from None
     return path
 
 
 def _jwt_max_age(name: str, raw: str | float | None) -> float:
-    return _number(name, raw, jwt_webhooks.DEFAULT_MAX_AGE_SECONDS, low=60.0, high=7 * 24 * 3600.0)
+    return _number(name, raw, webhook_jwt.DEFAULT_MAX_AGE_SECONDS, low=60.0, high=7 * 24 * 3600.0)
 
 
 def _cache_settings(toml: _CacheToml, verify_env: str | None = None) -> CacheSettings:
@@ -1070,7 +1071,7 @@ def _redis_settings(env: Mapping[str, str], toml: _RedisToml) -> RedisSettings:
             )
         mode = _REDIS_SCHEMES[scheme]
         if mode != "standalone":
-            from proxy.redis_client import parse_nodes  # noqa: PLC0415 - avoids an import cycle
+            from proxy.cache.connect import parse_nodes  # noqa: PLC0415 - avoids an import cycle
 
             try:
                 parts = parse_nodes(redis_url_raw)

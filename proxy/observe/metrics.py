@@ -14,7 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from proxy import __version__, accesslog
+from proxy import __version__
+from proxy.observe import accesslog
 
 # Set (by `serve --workers N`) before prometheus_client is imported: every worker then keeps
 # its values in files there, and /metrics on any worker answers for all of them. Gauges say how

@@ -24,20 +24,20 @@ from dataclasses import dataclass, replace
 import msgspec
 import structlog
 
-from proxy import policy
 from proxy.cache.coalesce import ReplicaCoalescer
 from proxy.cache.entries import CachedEntry, etag_for
 from proxy.cache.facade import Fence, OrderCache
 from proxy.cache.keys import KeySchema
 from proxy.cache.memory import Fence as LocalFence
 from proxy.cache.redis import CacheUnavailable, Saved
-from proxy.errors import CacheUnavailableError, Overloaded, ProxyError, UpstreamError
-from proxy.metrics import Metrics
-from proxy.models import OrderStatusView
-from proxy.tasks import BackgroundTasks
-from proxy.upstream import JuspayClient, UpstreamCall
+from proxy.core import policy
+from proxy.core.errors import CacheUnavailableError, Overloaded, ProxyError, UpstreamError
+from proxy.core.models import OrderStatusView
+from proxy.core.tasks import BackgroundTasks
+from proxy.observe.metrics import Metrics
+from proxy.upstream.client import JuspayClient, UpstreamCall
 
-log = structlog.get_logger("proxy.orders")
+log = structlog.get_logger("proxy.core.orders")
 
 # A miss whose Redis lookup failed cannot compare generations; it joins only a read this
 # young (an invalidation acknowledged elsewhere is then at most this old when it is served).

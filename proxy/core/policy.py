@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from proxy.models import ChargebackStatusView, MandateStatusView, OrderStatusView
+from proxy.core.models import ChargebackStatusView, MandateStatusView, OrderStatusView
 
 FINAL_STATUSES = frozenset({"CHARGED", "AUTO_REFUNDED", "VOIDED"})
 FAILURE_STATUSES = frozenset(

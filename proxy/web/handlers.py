@@ -9,12 +9,12 @@ from dataclasses import replace
 import msgspec
 from aiohttp import web
 
-from proxy import validation
-from proxy.errors import BadRequest, Forbidden, ProxyError, error_body
-from proxy.keys import CLIENT, DECODERS, METRICS, ORDER_SERVICE, RECORD, SETTINGS, WAITS
-from proxy.orders import CacheResult, OrderAnswer, OrderQuery
-from proxy.ratelimit import upstream_admit
-from proxy.waits import is_settled
+from proxy.appkeys import CLIENT, DECODERS, METRICS, ORDER_SERVICE, RECORD, SETTINGS, WAITS
+from proxy.core import validators
+from proxy.core.errors import BadRequest, Forbidden, ProxyError, error_body
+from proxy.core.orders import CacheResult, OrderAnswer, OrderQuery
+from proxy.core.waits import is_settled
+from proxy.web.ratelimit import upstream_admit
 
 FULL_GATEWAY_RESPONSE = "options.add_full_gateway_response"
 TXN_UUID = "txn_uuid"
@@ -48,7 +48,7 @@ def select_merchant(request: web.Request) -> str:
             raise BadRequest("x-merchantid is required: several merchants are configured")
         merchant_id = settings.default_merchant
     else:
-        merchant_id = validation.merchant_id(merchant_header.strip())
+        merchant_id = validators.merchant_id(merchant_header.strip())
     client = request.get(CLIENT)
     record = request[RECORD]
     if client is not None:
@@ -64,13 +64,13 @@ def select_merchant(request: web.Request) -> str:
 
 def parse_order_query(request: web.Request, raw_order_id: str | None) -> OrderQuery:
     """Everything the caller may say about an order read, validated; the rest is ignored."""
-    order_id = validation.order_id(raw_order_id)
+    order_id = validators.order_id(raw_order_id)
     request[RECORD].order_id = order_id
     query = read_options(request, order_id)
     # One payment attempt: forwarded and keyed (a batch names many orders, so not there).
     txn_uuid = _single(request, TXN_UUID)
     if txn_uuid is not None:
-        query = replace(query, txn_uuid=validation.txn_uuid(txn_uuid))
+        query = replace(query, txn_uuid=validators.txn_uuid(txn_uuid))
     return query
 
 
@@ -81,12 +81,12 @@ def read_options(request: web.Request, order_id: str) -> OrderQuery:
 
     version_header = _header(request, "version")
     version = (
-        validation.api_version(version_header.strip())
+        validators.api_version(version_header.strip())
         if version_header is not None
         else settings.upstream.api_version
     )
     routing_header = _header(request, "x-routing-id")
-    routing_id = validation.routing_id(routing_header) if routing_header is not None else None
+    routing_id = validators.routing_id(routing_header) if routing_header is not None else None
 
     full = _single(request, FULL_GATEWAY_RESPONSE)
     no_cache = _no_cache(request)
@@ -94,7 +94,7 @@ def read_options(request: web.Request, order_id: str) -> OrderQuery:
         merchant_id=merchant_id,
         order_id=order_id,
         version=version,
-        full_gateway_response=validation.flag(FULL_GATEWAY_RESPONSE, full) if full else False,
+        full_gateway_response=validators.flag(FULL_GATEWAY_RESPONSE, full) if full else False,
         routing_id=routing_id,
         no_cache=no_cache,
         # "What is it now?": only a read that starts from here on may answer.
@@ -194,7 +194,7 @@ async def purge_order(request: web.Request) -> web.Response:
     if CLIENT not in request:
         # Anonymous mode (no client keys configured): there is no operator to trust.
         raise Forbidden("purging needs an operator client key; none are configured")
-    order_id = validation.order_id(request.match_info["order_id"])
+    order_id = validators.order_id(request.match_info["order_id"])
     request[RECORD].order_id = order_id
     merchant_id = select_merchant(request)
     removed = await request.app[ORDER_SERVICE].invalidate(merchant_id, order_id, "purge")
@@ -248,7 +248,7 @@ async def batch_get(request: web.Request) -> web.Response:
 
     async def one(raw_id: str) -> bytes:
         try:
-            order_id = validation.order_id(raw_id)
+            order_id = validators.order_id(raw_id)
             answer = await service.get(replace(template, order_id=order_id), admit=admit)
         except ProxyError as err:
             return _batch_item(raw_id[:80], err.status, None, error_body(err), is_json=True)

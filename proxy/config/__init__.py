@@ -1,0 +1,1 @@
+"""Configuration: the settings schema, loading from env and TOML, and secrets."""

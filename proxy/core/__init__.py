@@ -1,0 +1,1 @@
+"""The read-through core: the order service, caching policy, waits, models and errors."""

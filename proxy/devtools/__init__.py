@@ -1,0 +1,1 @@
+"""Tools for trying the proxy: the Juspay simulator and the demo."""

@@ -1,0 +1,1 @@
+"""Talking to Juspay: the HTTP client, its circuit breaker and bulkhead."""

@@ -1,0 +1,1 @@
+"""The HTTP edge: routes, handlers, middleware, authentication, webhooks, internal routes."""
