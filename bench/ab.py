@@ -1,13 +1,16 @@
 """Interleaved A/B: bare aiohttp, the proxy's in-process HIT in the default configuration and
 with quiet logs, all running at once and measured in turn, round after round.
 
-    .venv/bin/python -m bench.ab [--rounds 7] [--seconds 3]
+    .venv/bin/python -m bench.ab [--rounds 7] [--seconds 3] [--baseline DIR]
 
 On a machine shared with other work, the load changes from one minute to the next; measuring
 the three servers back to back in every round, and comparing them round by round, cancels most
 of that drift. Each server is pinned to core 0 and wrk to core 1, as in bench.run. Reports, per
 server, the median req/s, p99 and CPU us per request, and the per-round ratios' medians
 (default/bare, quiet/bare) and the access line's cost (default minus quiet CPU us per request).
+With `--baseline DIR` (another checkout, e.g. `git worktree add /tmp/base <commit>`), that
+code runs as a fourth server in the default configuration, and the default proxy is compared
+with it round by round: how a change moved the hit path, measured against the same drift.
 Writes bench/results/ab-<UTC stamp>.json.
 """
 
@@ -37,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="a checkout whose proxy/ runs as the 'baseline' server (default configuration)",
+    )
     args = p.parse_args(argv)
     pinning = Pinning.detect()
     pinning.pin_self()
@@ -63,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
                 "default": start_proxy(env, "proxy-default", log_level="info"),
                 "quiet": start_proxy(env, "proxy-quiet", log_level="warning"),
             }
+            if args.baseline is not None:
+                servers["baseline"] = start_proxy(
+                    env, "proxy-baseline", log_level="info", source=args.baseline.resolve()
+                )
             for _name, (_proc, port) in servers.items():
                 expect(port, path, body=env.body)
                 expect(port, path, body=env.body)
@@ -102,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
     summary: dict[str, Any] = {
         name: {key: med(name, key) for key in ("rps", "p99_ms", "cpu_us_per_req", "util")}
-        for name in ("bare", "default", "quiet")
+        for name in servers
     }
     summary["ratios"] = {
         "default_vs_bare_rps": ratio("default", "bare", "rps"),
@@ -114,6 +127,12 @@ def main(argv: list[str] | None = None) -> int:
             r["default"]["cpu_us_per_req"] - r["quiet"]["cpu_us_per_req"] for r in rounds
         ),
     }
+    if "baseline" in servers:
+        summary["ratios"]["default_vs_baseline_rps"] = ratio("default", "baseline", "rps")
+        summary["ratios"]["default_minus_baseline_cpu_us_per_req"] = statistics.median(
+            r["default"]["cpu_us_per_req"] - r["baseline"]["cpu_us_per_req"] for r in rounds
+        )
+        summary["baseline_source"] = str(args.baseline)
     print(json.dumps(summary, indent=2))
     RESULTS.mkdir(exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -217,11 +217,13 @@ def start_proxy(
     log_level: str = "warning",
     workers: int = 0,
     cores: str | None = None,
+    source: Path | None = None,
 ) -> tuple[Proc, int]:
     """`order-proxy serve` pinned to the server core, its stdout (JSON logs) redirected to a
     file, as a container runtime would. `log_level="info"` is the default configuration (one
     access line per request); "warning" the quiet one. `workers`: `serve --workers N`, pinned
-    to `cores` (e.g. "0,1")."""
+    to `cores` (e.g. "0,1"). `source`: run the `proxy` package found in that directory (another
+    checkout, e.g. a `git worktree` of an older commit) instead of this one."""
     port = free_port()
     extra = {
         "JUSPAY_BASE_URL": f"http://127.0.0.1:{env.sim_port}",
@@ -237,6 +239,8 @@ def start_proxy(
         extra["REDIS_URL"] = env.redis_url
     if config_file is not None:
         extra["PROXY_CONFIG_FILE"] = str(config_file)
+    if source is not None:
+        extra["PYTHONPATH"] = str(source)  # ahead of this checkout's editable install
     argv = [str(BIN / "order-proxy"), "serve"]
     if workers > 1:
         argv += ["--workers", str(workers)]

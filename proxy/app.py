@@ -1,7 +1,8 @@
-"""The application factory: routes, middleware, and the resources one app owns."""
+"""The application factory: routes from the table, middleware, the resources one app owns."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
@@ -14,15 +15,18 @@ from redis.asyncio.cluster import RedisCluster
 
 from proxy.appkeys import (
     BUS,
+    CACHE_HEALTH,
     DECODERS,
+    INTERNAL_APP,
     LIFECYCLE,
     METRICS,
     OPENAPI,
     ORDER_SERVICE,
-    SERVED,
     SETTINGS,
+    UPSTREAM,
     WAITS,
     WEBHOOK_AUTH,
+    CacheHealth,
     Lifecycle,
 )
 from proxy.cache.bus import EventBus
@@ -39,11 +43,12 @@ from proxy.core.tasks import BackgroundTasks
 from proxy.core.waits import WaitRegistry
 from proxy.observe.metrics import Metrics
 from proxy.upstream.client import Credentials, JuspayClient, build_session, close_session
-from proxy.web import handlers, internal, webhooks
+from proxy.web import routes
 from proxy.web.auth import ClientKeyAuth, WebhookAuth
 from proxy.web.middlewares import make_observe
 from proxy.web.openapi import build_openapi
 from proxy.web.ratelimit import RATE_LIMITER, RateLimiter, any_limits, limit_requests
+from proxy.web.routes import RouteRows, register
 
 log = structlog.get_logger("proxy.app")
 
@@ -56,15 +61,16 @@ def create_app(
     settings: Settings,
     *,
     redis: Redis | RedisCluster | None = None,
-    http_session: aiohttp.ClientSession | None = None,
+    upstream: aiohttp.ClientSession | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> web.Application:
-    """Build the proxy. Tests pass their own Redis client or HTTP session; else they are made
-    here, at start-up, and closed at shutdown."""
-    middlewares: list[Middleware] = [
-        make_observe(log_requests=settings.log.level in ("debug", "info"))
-    ]
+    """Build the proxy. Tests may pass their own Redis client, HTTP session to Juspay
+    (`upstream`) or wall clock; else the client and session are made here, at start-up, and
+    closed at shutdown, and the clock is `time.time`."""
+    rows: RouteRows = {}  # filled as the routes are registered, below
+    middlewares: list[Middleware] = [make_observe(rows, log_requests=_log_requests(settings))]
     if settings.clients:
-        middlewares.append(ClientKeyAuth(settings.clients))
+        middlewares.append(ClientKeyAuth(settings.clients, rows))
     if any_limits(settings.clients):
         middlewares.append(limit_requests)  # per-client rate limits, after authentication
     app = web.Application(
@@ -76,49 +82,40 @@ def create_app(
         },
     )
     app[SETTINGS] = settings
-    app[METRICS] = Metrics()
-    app[LIFECYCLE] = Lifecycle()
+    app[METRICS] = metrics = Metrics()
+    app[LIFECYCLE] = lifecycle = Lifecycle()
     app[OPENAPI] = msgspec.json.encode(build_openapi())
     app[DECODERS] = Decoders()
     # Basic pairs (shared and per merchant) and JWT keyrings; with none, every webhook is a 401.
     app[WEBHOOK_AUTH] = WebhookAuth(settings)
-    app.cleanup_ctx.append(_resources(redis, http_session))
+    app.cleanup_ctx.append(_resources(redis, upstream, clock or time.time))
     app.on_shutdown.append(_start_draining)
     app.on_response_prepare.append(_strip_server_header)
 
-    app.router.add_get("/orders/{order_id:[\\s\\S]*}", handlers.get_order, name="order")
-    app.router.add_get("/order/status", handlers.get_order_status, name="order_status")
-    app.router.add_post("/orders:batchGet", handlers.batch_get, name="batch")
-    app.router.add_delete("/cache/orders/{order_id}", handlers.purge_order, name="purge")
-    app.router.add_post("/webhooks/juspay", webhooks.juspay_webhook, name="webhook")
+    register(app, routes.API, rows)
     if settings.server.internal_port is None:
-        _add_internal_routes(app)
-    # The caller API's description stays with the API (it holds no operational data).
-    app.router.add_get("/openapi.json", internal.openapi, name="openapi")
+        register(app, routes.INTERNAL, rows)
+    else:
+        app[INTERNAL_APP] = _internal_app(settings, metrics, lifecycle)
     return app
 
 
-def _add_internal_routes(app: web.Application) -> None:
-    app.router.add_get("/healthz", internal.healthz, name="healthz")
-    app.router.add_get("/readyz", internal.readyz, name="readyz")
-    app.router.add_get("/metrics", internal.metrics, name="metrics")
-
-
-def create_internal_app(served: web.Application) -> web.Application:
-    """The internal listener (PROXY_INTERNAL_PORT): /healthz, /readyz and /metrics of the
-    proxy app `served`, which then does not serve them. No client keys: these routes never
-    need one (they hold no order data); keep this port off the gateway's path."""
-    settings = served[SETTINGS]
-    app = web.Application(
-        middlewares=[make_observe(log_requests=settings.log.level in ("debug", "info"))]
-    )
-    app[SERVED] = served
-    # The observing middleware counts nothing here, but reads these.
-    app[SETTINGS] = settings
-    app[METRICS] = served[METRICS]
+def _internal_app(settings: Settings, metrics: Metrics, lifecycle: Lifecycle) -> web.Application:
+    """The internal listener's app (PROXY_INTERNAL_PORT): the internal routes, reporting the
+    proxy app's metrics, lifecycle and (once started) cache health. No client keys: these routes
+    never need one (they hold no order data); keep this port off the gateway's path."""
+    rows: RouteRows = {}
+    app = web.Application(middlewares=[make_observe(rows, log_requests=_log_requests(settings))])
+    app[METRICS] = metrics
+    app[LIFECYCLE] = lifecycle
     app.on_response_prepare.append(_strip_server_header)
-    _add_internal_routes(app)
+    register(app, routes.INTERNAL, rows)
     return app
+
+
+def _log_requests(settings: Settings) -> bool:
+    """Whether request lines can be seen at all (False when info lines are filtered out)."""
+    return settings.log.level in ("debug", "info")
 
 
 async def _strip_server_header(request: web.Request, response: web.StreamResponse) -> None:
@@ -131,13 +128,15 @@ async def _start_draining(app: web.Application) -> None:
 
 
 def _resources(
-    redis: Redis | RedisCluster | None, http_session: aiohttp.ClientSession | None
+    redis: Redis | RedisCluster | None,
+    upstream: aiohttp.ClientSession | None,
+    clock: Callable[[], float],
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def resources(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
         metrics = app[METRICS]
         decoders = app[DECODERS]
-        session = http_session or build_session(settings.upstream)
+        session = upstream or build_session(settings.upstream)
         redis_client = redis
         owns_redis = False
         if redis_client is None and settings.redis.url is not None:
@@ -183,14 +182,14 @@ def _resources(
                 detail="REDIS_URL is unset: entries live in this process only and are not "
                 "shared between replicas",
             )
-        client = JuspayClient(
+        app[UPSTREAM] = client = JuspayClient(
             session,
             settings.upstream,
             Credentials(settings.merchants, settings.secret_refresh_seconds),
             metrics,
             decoders,
         )
-        service = OrderService(
+        app[ORDER_SERVICE] = service = OrderService(
             cache,
             client,
             keys,
@@ -204,10 +203,12 @@ def _resources(
             decode_view=decoders.status_view.decode,
             background=BackgroundTasks(limit=_BACKGROUND_LIMIT),
             replicas=replicas,
+            clock=clock,
         )
-        app[ORDER_SERVICE] = service
-        waits = WaitRegistry(service, metrics, settings.wait, store=store, bus=bus)
-        app[WAITS] = waits
+        # Set on the app serving /readyz. The internal listener's app starts after this one
+        # (proxy.server), so it is not yet frozen here.
+        app.get(INTERNAL_APP, app)[CACHE_HEALTH] = CacheHealth(cache, bus)
+        app[WAITS] = waits = WaitRegistry(service, metrics, settings.wait, store=store, bus=bus)
         # Per-client rate limits: shared through Redis, per process while it is down.
         app[RATE_LIMITER] = limiter = RateLimiter(
             settings.clients,
@@ -228,7 +229,7 @@ def _resources(
                 await bus.close()
             if store is not None:
                 await store.close()
-            if http_session is None:
+            if upstream is None:
                 await close_session(session)
             if owns_redis and redis_client is not None:
                 await redis_client.aclose()

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from proxy.cache.bus import EventBus
+from proxy.cache.facade import OrderCache
 from proxy.config.settings import ClientSettings, Settings
 from proxy.core.models import Decoders
 from proxy.core.orders import OrderService
 from proxy.core.waits import WaitRegistry
 from proxy.observe.metrics import Metrics
-from proxy.web.auth_types import WebhookCheck
+from proxy.upstream.client import JuspayClient
+
+if TYPE_CHECKING:
+    # Types only: proxy.web.auth reads the request keys below.
+    from proxy.web.auth import WebhookAuth
 
 
 @dataclass(slots=True)
@@ -40,17 +46,30 @@ class RequestRecord:
     error_code: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class CacheHealth:
+    """What /readyz reports of the cache: its layer, Redis' answer, the bus between replicas."""
+
+    cache: OrderCache
+    bus: EventBus | None
+
+
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 ORDER_SERVICE = web.AppKey("order_service", OrderService)
 RECORD = web.RequestKey("record", RequestRecord)
 CLIENT = web.RequestKey("client", ClientSettings)
-WEBHOOK_AUTH = web.AppKey("webhook_auth", WebhookCheck)
+# Annotated rather than given the type: the type's module imports this one.
+WEBHOOK_AUTH: web.AppKey[WebhookAuth] = web.AppKey("webhook_auth")
 OPENAPI = web.AppKey("openapi", bytes)
 DECODERS = web.AppKey("decoders", Decoders)
 WAITS = web.AppKey("waits", WaitRegistry)
 # Only with Redis: the event bus between replicas.
 BUS = web.AppKey("bus", EventBus)
-# On the internal listener's app (PROXY_INTERNAL_PORT): the proxy app whose state it reports.
-SERVED = web.AppKey("served", web.Application)
+# The Juspay client, once started (tests check the URLs it builds).
+UPSTREAM = web.AppKey("upstream", JuspayClient)
+# On the app serving /readyz, once started.
+CACHE_HEALTH = web.AppKey("cache_health", CacheHealth)
+# With PROXY_INTERNAL_PORT: the app of the internal routes, which the proxy app then lacks.
+INTERNAL_APP = web.AppKey("internal_app", web.Application)

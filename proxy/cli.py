@@ -1,4 +1,4 @@
-"""The `order-proxy` command line: serve, demo, simulate, check-config."""
+"""The `order-proxy` command line: serve, demo, simulate, client-key, check-config."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from proxy import __version__
-from proxy.config.settings import Settings, SettingsError, load_settings
+from proxy.config import Settings, SettingsError, load_settings
 
 _EPILOG = """\
 Configuration comes from environment variables (JUSPAY_MERCHANT_ID, JUSPAY_API_KEY or

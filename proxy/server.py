@@ -25,8 +25,8 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from proxy.app import create_app, create_internal_app
-from proxy.appkeys import LIFECYCLE, METRICS
+from proxy.app import create_app
+from proxy.appkeys import INTERNAL_APP, LIFECYCLE, METRICS
 from proxy.config.settings import Settings
 from proxy.observe import accesslog
 from proxy.observe.metrics import MULTIPROC_DIR_ENV, multiprocess_dir
@@ -100,9 +100,10 @@ async def _start_internal(
     app: web.Application, settings: Settings, reuse_port: bool
 ) -> tuple[web.AppRunner, web.TCPSite] | None:
     """The optional listener for /metrics, /readyz and /healthz (PROXY_INTERNAL_PORT)."""
-    if settings.server.internal_port is None:
+    internal_app = app.get(INTERNAL_APP)
+    if internal_app is None or settings.server.internal_port is None:
         return None
-    runner = web.AppRunner(create_internal_app(app), access_log=None, handle_signals=False)
+    runner = web.AppRunner(internal_app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(
         runner,

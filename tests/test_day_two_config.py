@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.config.settings import SettingsError, load_settings
+from proxy.config import SettingsError, load_settings
 from tests.support.processes import serve_on_any_ports, simulator_process
 
 BASE = {"JUSPAY_MERCHANT_ID": "m1", "JUSPAY_API_KEY": "sk_config_secret_42"}

@@ -18,10 +18,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from proxy.app import create_app, create_internal_app
-from proxy.appkeys import LIFECYCLE
-from proxy.config.settings import ClientSettings, SettingsError, load_settings
-from proxy.web.auth import hash_key
+from proxy.app import create_app
+from proxy.appkeys import INTERNAL_APP, LIFECYCLE
+from proxy.config import SettingsError, load_settings
+from proxy.config.settings import ClientSettings
+from proxy.web import routes
+from proxy.web.auth import Access, hash_key
 from tests.conftest import MERCHANT, make_settings
 from tests.support.processes import RedisProcess, serve_on_any_ports, simulator_process
 
@@ -53,7 +55,7 @@ async def test_with_an_internal_port_the_public_app_does_not_serve_internal_rout
     settings = replace(settings, server=replace(settings.server, internal_port=0))
     app = create_app(settings)
     public = await aiohttp_client(app)
-    internal = await aiohttp_client(create_internal_app(app))
+    internal = await aiohttp_client(app[INTERNAL_APP])
 
     for path in INTERNAL:
         resp = await public.get(path)
@@ -93,6 +95,21 @@ async def test_operator_endpoints_need_no_client_key_while_order_reads_on_loopba
     token = base64.b64encode(f"{CLIENT_KEY}:".encode()).decode()
     keyed = await proxy.get(f"/orders/{ORDER}", headers={"Authorization": f"Basic {token}"})
     assert keyed.status == 200
+
+
+async def test_the_route_table_says_which_routes_take_a_client_key(
+    aiohttp_client: Callable[..., Awaitable[Client]], simulator: TestServer
+) -> None:
+    settings = replace(
+        make_settings(simulator.make_url("")),
+        clients=(ClientSettings("billing", hash_key(CLIENT_KEY), (MERCHANT,)),),
+    )
+    proxy = await aiohttp_client(create_app(settings))
+    for row in (*routes.API, *routes.INTERNAL):
+        path = row.path.replace("{order_id:[\\s\\S]*}", ORDER).replace("{order_id}", ORDER)
+        resp = await proxy.request(row.method, path)
+        challenged = resp.headers.get("WWW-Authenticate") == 'Basic realm="order-proxy"'
+        assert challenged is (row.access in (Access.CALLER, Access.OPERATOR)), row.name
 
 
 def test_the_readme_says_which_routes_need_a_key_and_that_loopback_is_no_exemption() -> None:

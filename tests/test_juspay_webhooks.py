@@ -25,14 +25,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxy.appkeys import METRICS, ORDER_SERVICE
+from proxy.config import SettingsError, load_settings
 from proxy.config.secrets import Secret
 from proxy.config.settings import (
     JwtWebhookSettings,
     MerchantSettings,
     Settings,
-    SettingsError,
     WebhookSettings,
-    load_settings,
 )
 from proxy.devtools.simulator import SimulatorState
 from proxy.web import webhook_jwt as jw

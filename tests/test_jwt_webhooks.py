@@ -19,7 +19,7 @@ from jwcrypto import jwe as cjwe
 from jwcrypto import jwk as cjwk
 from jwcrypto import jws as cjws
 
-from proxy.config.settings import SettingsError, load_settings
+from proxy.config import SettingsError, load_settings
 from proxy.web import webhook_jwt as jw
 from proxy.web.webhook_jwt import JwtKeyring, WebhookTokenError
 

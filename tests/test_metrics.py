@@ -28,6 +28,7 @@ from proxy.observe.metrics import (
     ROUTES,
     UPSTREAM_OUTCOMES,
 )
+from proxy.web import routes
 from proxy.web.webhook_jwt import REASONS as JWT_REASONS
 from proxy.web.webhooks import FAMILIES
 from tests.conftest import MERCHANT, ProxyFactory, make_settings
@@ -99,6 +100,11 @@ def by_labels(**labels: str) -> frozenset[tuple[str, str]]:
 
 
 # ------------------------------------------------------------------ cardinality
+
+
+def test_the_route_label_takes_the_names_of_the_counted_routes_of_the_table() -> None:
+    counted = [row.name for row in (*routes.API, *routes.INTERNAL) if row.counted]
+    assert sorted(counted) == sorted(ROUTES)
 
 
 async def test_no_per_order_label_and_series_do_not_grow_with_distinct_order_ids(

@@ -220,7 +220,7 @@ def test_juspays_mandate_sample_is_a_live_mandate() -> None:
 
 @pytest.mark.parametrize("ttl", [0, 5])
 def test_changing_ttl_comes_from_the_cache_section(tmp_path: Any, ttl: int) -> None:
-    from proxy.config.settings import load_settings  # noqa: PLC0415 - only this test needs settings
+    from proxy.config import load_settings  # noqa: PLC0415 - only this test needs settings
 
     config = tmp_path / "proxy.toml"
     config.write_text(f"[cache]\nchanging_ttl_seconds = {ttl}\n")

@@ -502,7 +502,7 @@ async def test_a_product_user_agent_goes_on_every_upstream_call(
     await proxy.post("/orders:batchGet", json={"order_ids": ["JPAYNEW032", "NOPE1"]})
     # An application given its own HTTP session (no default headers) sends it too.
     async with aiohttp.ClientSession() as session:
-        app = create_app(make_settings(simulator.make_url("")), http_session=session)
+        app = create_app(make_settings(simulator.make_url("")), upstream=session)
         own = await aiohttp_client(app)
         await own.get(f"/orders/{CHARGED}?txn_uuid=eulwh5QbZSBvw35eWnH")
     seen = [request.headers.get("user-agent") for request in simulator_state.requests]

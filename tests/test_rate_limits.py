@@ -16,7 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from proxy.appkeys import METRICS
 from proxy.cache.keys import rate_limit_key
 from proxy.cache.pipeline import AutoPipeline
-from proxy.config.settings import ClientSettings, RateLimit, Settings, SettingsError, load_settings
+from proxy.config import SettingsError, load_settings
+from proxy.config.settings import ClientSettings, RateLimit, Settings
 from proxy.core.errors import RateLimited
 from proxy.devtools.simulator import SimulatorState
 from proxy.observe.metrics import Metrics

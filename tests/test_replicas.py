@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from aiohttp.test_utils import TestServer
 
-from proxy.appkeys import BUS, ORDER_SERVICE
+from proxy.appkeys import BUS, CACHE_HEALTH, ORDER_SERVICE
 from proxy.config.secrets import Secret
 from proxy.config.settings import ClientSettings, Settings, WebhookSettings
 from proxy.core.orders import OrderQuery
@@ -52,13 +52,13 @@ async def test_a_purge_on_one_replica_empties_the_other_replicas_memory_layer(
     assert (await b.get(f"/orders/{ORDER}", headers=AUTH)).headers["X-Cache"] == "HIT"  # Redis
     b_service = b.app[ORDER_SERVICE]
     key = b_service.key(OrderQuery(MERCHANT, ORDER, "2023-06-30"))
-    assert b_service.cache.peek(key) is not None  # now in b's memory layer too
+    assert b.app[CACHE_HEALTH].cache.peek(key) is not None  # now in b's memory layer too
     heard = b.app[BUS].waiter(b_service.base(MERCHANT, ORDER))
 
     purged = await a.delete(f"/cache/orders/{ORDER}", headers=AUTH)
     assert purged.status == 200
     assert await asyncio.wait_for(heard, timeout=5) == "invalidated"
-    assert b_service.cache.peek(key) is None
+    assert b.app[CACHE_HEALTH].cache.peek(key) is None
     after = await b.get(f"/orders/{ORDER}", headers=AUTH)
     assert after.headers["X-Cache"] == "MISS"
     assert simulator_state.calls[ORDER] == 2

@@ -425,7 +425,7 @@ async def test_oversized_request_lines_and_headers_are_refused(make_proxy: Proxy
 
 
 def test_anonymous_gateway_is_refused_at_start_up() -> None:
-    from proxy.config.settings import SettingsError, load_settings  # noqa: PLC0415
+    from proxy.config import SettingsError, load_settings  # noqa: PLC0415
 
     env = {"JUSPAY_MERCHANT_ID": "m1", "JUSPAY_API_KEY": "k", "PROXY_HOST": "0.0.0.0"}  # noqa: S104
     with pytest.raises(SettingsError) as info:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import typing
 from pathlib import Path
 
 import pytest
 
-from proxy.config.settings import SettingsError, load_settings
+from proxy.config import SettingsError, describe, load_settings
+from proxy.config.meta import extra, field_metas
+from proxy.config.settings import JwtWebhookSettings, Settings
 
 KEY = "sk_live_supersecret_123"
 BASE = {"JUSPAY_MERCHANT_ID": "m1", "JUSPAY_API_KEY": KEY}
@@ -148,3 +154,135 @@ def test_bad_toml_is_refused_naming_the_key(tmp_path: Path, toml: str, named: st
     with pytest.raises(SettingsError) as info:
         load_settings({**BASE, "PROXY_CONFIG_FILE": str(config), "X": "k"})
     assert named in str(info.value)
+
+
+def _schema_classes(cls: type, seen: dict[type, None]) -> dict[type, None]:
+    """Every settings dataclass reachable from `cls` through the types of its fields (those
+    given when it is made; derived ones are not settings)."""
+    if cls in seen or not dataclasses.is_dataclass(cls):
+        return seen
+    seen[cls] = None
+    hints = typing.get_type_hints(cls)
+    for kind in (hints[f.name] for f in dataclasses.fields(cls) if f.init):
+        for part in (kind, *typing.get_args(kind)):
+            for inner in (part, *typing.get_args(part)):
+                if isinstance(inner, type):
+                    _schema_classes(inner, seen)
+    return seen
+
+
+def _keys(shown: object) -> set[str]:
+    if isinstance(shown, dict):
+        return set(shown) | {k for value in shown.values() for k in _keys(value)}
+    if isinstance(shown, list):
+        return {k for value in shown for k in _keys(value)}
+    return set()
+
+
+def _everything_set(tmp_path: Path) -> Settings:
+    """Settings with every optional part present: shared and per-merchant webhook passwords,
+    JWT key files, clients with rate limits, Redis with a password in its URL."""
+    client_key = "ck_plain_client_key_000111"
+    config = tmp_path / "proxy.toml"
+    config.write_text(
+        f"""
+[[merchants]]
+id = "m2"
+api_key_env = "M2_KEY"
+webhook_username = "m2hooks"
+webhook_password_env = "M2_HOOK_PW"
+
+[[clients]]
+name = "svc"
+key_sha256 = "{hashlib.sha256(client_key.encode()).hexdigest()}"
+merchants = ["*"]
+rate_per_second = 5
+upstream_rate_per_second = 1
+"""
+    )
+    settings = load_settings(
+        {
+            **BASE,
+            "PROXY_CONFIG_FILE": str(config),
+            "M2_KEY": "sk_second_merchant_key_77",
+            "M2_HOOK_PW": "m2hookpass789",
+            "REDIS_URL": "redis://user:redispass123@cache:6379/0",
+            "JUSPAY_WEBHOOK_USERNAME": "juspay",
+            "JUSPAY_WEBHOOK_PASSWORD": "hookpass456",
+            "PROXY_INTERNAL_PORT": "9090",
+        }
+    )
+    # JWT key files are checked when loaded; the schema only holds their paths.
+    jwt = JwtWebhookSettings(((KID, tmp_path / "m.pem"),), ((KID, tmp_path / "j.pem"),))
+    first, second = settings.merchants
+    return dataclasses.replace(settings, merchants=(dataclasses.replace(first, jwt=jwt), second))
+
+
+KID = "kid-1"
+SECRETS = (
+    KEY,
+    "sk_second_merchant_key_77",
+    "m2hookpass789",
+    "redispass123",
+    "hookpass456",
+    "ck_plain_client_key_000111",
+)
+
+
+def test_describe_shows_every_field_of_the_schema(tmp_path: Path) -> None:
+    settings = _everything_set(tmp_path)
+    shown = settings.describe()
+    keys = _keys(shown)
+    for cls in _schema_classes(Settings, {}):
+        if callable(getattr(cls, "describe", None)) and cls is not Settings:
+            continue  # shown as it describes itself (the TTL policy, rate limits)
+        for name, meta in field_metas(cls).items():
+            if not next(f for f in dataclasses.fields(cls) if f.name == name).init:
+                continue  # derived from other fields (the parsed Redis URL)
+            assert extra(meta).get("describe_as", name) in keys, f"{cls.__name__}.{name}"
+    # What describe() once left out is there now.
+    assert shown["upstream"]["backoff_base_seconds"] == 0.1
+    assert shown["wait"]["poll_factor"] == 1.5
+    assert shown["server"]["max_line_size"] == shown["server"]["max_field_size"] == 8190
+    (client,) = shown["auth"]["clients"]
+    assert client["rate_limit"] == "5/s, burst 5"
+    assert shown["merchants"][0]["jwt"]["private_key_files"] == {KID: str(tmp_path / "m.pem")}
+
+
+def test_describe_masks_every_secret(tmp_path: Path) -> None:
+    settings = _everything_set(tmp_path)
+    text = json.dumps(settings.describe()) + repr(settings)
+    for secret in SECRETS:
+        assert secret not in text
+    shown = settings.describe()
+    assert shown["redis"]["url"] == "redis://user:********@cache:6379/0"
+    assert shown["webhook"]["password"] == "********"
+    m1, m2 = shown["merchants"]
+    assert (m1["api_key"], m1["api_key_source"]) == ("********", "env:JUSPAY_API_KEY")
+    assert (m2["webhook"]["password"], m2["webhook"]["password_source"]) == (
+        "********",
+        "env:M2_HOOK_PW",
+    )
+    digest = settings.clients[0].key_sha256
+    assert digest not in text
+    assert shown["auth"]["clients"][0]["key_sha256"] == digest[:8] + "…"
+
+
+def test_describe_refuses_a_value_it_does_not_know_how_to_show() -> None:
+    """A new kind of field could hold a secret: it must be given a way to be shown first."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Odd:
+        value: object
+
+    with pytest.raises(TypeError):
+        describe.section(Odd(bytearray(b"secret")))
+
+
+def test_redis_url_is_parsed_once_into_the_settings() -> None:
+    s = load_settings({**BASE, "REDIS_URL": "redis+sentinel://:pw@s1:26379,s2:26379/main/3"})
+    assert s.redis.mode == "sentinel"
+    assert s.redis.target is not None
+    assert s.redis.target.nodes == (("s1", 26379), ("s2", 26379))
+    assert (s.redis.target.service, s.redis.target.db) == ("main", 3)
+    assert "pw" not in repr(s.redis.target)

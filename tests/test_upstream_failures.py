@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from proxy.appkeys import ORDER_SERVICE
+from proxy.appkeys import METRICS, UPSTREAM
 from proxy.config.secrets import Secret
 from proxy.config.settings import MerchantSettings, UpstreamSettings
 from proxy.devtools.simulator import Fault, SimulatorState
@@ -166,8 +166,34 @@ async def test_upstream_url_stays_on_the_configured_origin(
     make_proxy: ProxyFactory, simulator: TestServer
 ) -> None:
     proxy = await make_proxy()
-    client = proxy.app[ORDER_SERVICE]._upstream  # checking the URL it builds
+    client = proxy.app[UPSTREAM]  # checking the URL it builds
     url = client.url_for("JP1636474794", full_gateway_response=True)
     assert url.origin() == simulator.make_url("").origin()
     assert url.raw_path == "/orders/JP1636474794"
     assert url.query_string == "options.add_full_gateway_response=true"
+
+
+@pytest.mark.parametrize("kind", ["wrong_order", "malformed"])
+async def test_a_200_that_is_not_the_order_is_judged_once_a_bad_body_never_retried_or_cached(
+    make_proxy: ProxyFactory, simulator_state: SimulatorState, kind: str
+) -> None:
+    simulator_state.add_fault(Fault(kind=kind))
+    proxy = await make_proxy()
+    assert (await proxy.get(f"/orders/{ORDER}")).status == 502
+    registry = proxy.app[METRICS].registry
+    assert simulator_state.calls[ORDER] == 1  # not retried
+    assert (
+        registry.get_sample_value("order_proxy_upstream_requests_total", {"outcome": "bad_body"})
+        == 1.0
+    )
+    assert registry.get_sample_value("order_proxy_upstream_requests_total", {"outcome": "ok"}) == 0
+    # Refused before any caching decision, and not an outage: the circuit stays closed.
+    assert registry.get_sample_value("order_proxy_circuit_state") == 0
+    decisions = [
+        sample.value
+        for family in registry.collect()
+        if family.name == "order_proxy_policy_decisions"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    ]
+    assert sum(decisions) == 0

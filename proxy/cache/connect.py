@@ -1,8 +1,4 @@
-"""Building the Redis client from REDIS_URL: standalone, Cluster or Sentinel.
-
-    redis://[:password@]host:port/db            rediss:// for TLS, unix:///path.sock?db=0
-    redis+cluster://[:password@]host:port[,host:port...]     any seed nodes of a Redis Cluster
-    redis+sentinel://[:password@]host:port[,host:port...]/service_name[/db]
+"""Building the Redis client from the parsed REDIS_URL: standalone, Cluster or Sentinel.
 
 Clients have no socket read timeout of their own: every command goes through the
 auto-pipeline, which puts one deadline on each batch (redis-py's per-command timeout wrapper
@@ -11,9 +7,6 @@ is worse than none, and the caller's request goes to Juspay instead.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from urllib.parse import unquote
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -24,82 +17,42 @@ from redis.retry import Retry
 
 from proxy.config.settings import RedisSettings
 
-CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
-SENTINEL_SCHEMES = ("redis+sentinel",)
-
-
-@dataclass(frozen=True, slots=True)
-class NodeList:
-    """The parts of a multi-host Redis URL."""
-
-    scheme: str
-    nodes: tuple[tuple[str, int], ...]
-    username: str | None
-    password: str | None
-    path: tuple[str, ...]
-
-
-def parse_nodes(url: str) -> NodeList:
-    """Split `scheme://[user:pass@]h1:p1,h2:p2[/a/b]`; ValueError names what is wrong."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        raise ValueError("not a URL")
-    authority, _, path = rest.partition("/")
-    userinfo, at, hosts = authority.rpartition("@")
-    if not at:
-        hosts, userinfo = authority, ""
-    username = password = None
-    if userinfo:
-        user, colon, secret = userinfo.partition(":")
-        username = unquote(user) or None
-        password = unquote(secret) if colon else None
-    nodes: list[tuple[str, int]] = []
-    for item in hosts.split(","):
-        host, colon, port = item.strip().rpartition(":")
-        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"each node must be host:port, got {item.strip()!r}")
-        nodes.append((host.strip("[]"), int(port)))
-    return NodeList(
-        scheme, tuple(nodes), username, password, tuple(p for p in path.split("/") if p)
-    )
-
 
 def build_redis(settings: RedisSettings) -> Redis | RedisCluster:
+    """The client for `settings.url` (which must be set), as parsed into `settings.target`."""
     assert settings.url is not None
-    url = settings.url.reveal()
+    assert settings.target is not None
+    target = settings.target
+    password = target.password.reveal() if target.password is not None else None
     connect_timeout = settings.connect_timeout_seconds
-    if settings.mode == "cluster":
-        parts = parse_nodes(url)
+    if target.mode == "cluster":
         return RedisCluster(
-            startup_nodes=[ClusterNode(host, port) for host, port in parts.nodes],
-            username=parts.username,
-            password=parts.password,
-            ssl=parts.scheme.startswith("rediss"),
+            startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
+            username=target.username,
+            password=password,
+            ssl=target.tls,
             socket_connect_timeout=connect_timeout,
             max_connections=settings.max_connections,
             require_full_coverage=False,
             retry=AsyncRetry(NoBackoff(), 0),
             client_name="order-proxy",
         )
-    if settings.mode == "sentinel":
-        parts = parse_nodes(url)
-        if not parts.path:
-            raise ValueError("redis+sentinel:// needs the service name as the path")
-        db = int(parts.path[1]) if len(parts.path) > 1 else 0
+    if target.mode == "sentinel":
+        assert target.service is not None
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            list(parts.nodes),
+            list(target.nodes),
             socket_connect_timeout=connect_timeout,
-            sentinel_kwargs={"password": parts.password, "socket_timeout": connect_timeout},
-            password=parts.password,
-            db=db,
+            sentinel_kwargs={"password": password, "socket_timeout": connect_timeout},
+            password=password,
+            db=target.db,
             max_connections=settings.max_connections,
         )
         master: Redis = sentinel.master_for(
-            parts.path[0], redis_class=Redis, client_name="order-proxy"
+            target.service, redis_class=Redis, client_name="order-proxy"
         )
         return master
     return Redis.from_url(
-        url,
+        settings.url.reveal(),
         socket_timeout=None,
         socket_connect_timeout=connect_timeout,
         max_connections=settings.max_connections,

@@ -1,4 +1,4 @@
-"""What the cache holds for one key, how it is built, and how a stored one is checked."""
+"""What the cache holds for one key, the one builder of it, and how a stored one is checked."""
 
 from __future__ import annotations
 
@@ -36,6 +36,31 @@ class CachedEntry(msgspec.Struct, array_like=True, frozen=True, gc=False):
 
 def etag_for(body: bytes) -> str:
     return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+
+
+def new_entry(
+    key: str,
+    status_code: int,
+    body: bytes,
+    content_type: str,
+    *,
+    order_status: str,
+    status_class: str,
+    now: float,
+    ttl: int,
+) -> CachedEntry:
+    """The entry for one upstream answer under `key`, fresh for `ttl` seconds from `now`."""
+    return CachedEntry(
+        key=key,
+        status_code=status_code,
+        body=body,
+        content_type=content_type,
+        etag=etag_for(body),
+        fetched_at=now,
+        fresh_until=now + ttl,
+        order_status=order_status,
+        status_class=status_class,
+    )
 
 
 class Rejected(enum.StrEnum):

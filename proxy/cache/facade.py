@@ -93,10 +93,6 @@ class OrderCache:
     def layer(self) -> str:
         return "redis" if self.remote is not None else "memory"
 
-    @property
-    def healthy(self) -> bool:
-        return self._healthy
-
     def _usable_memory(self) -> MemoryStore | None:
         if self.remote is None:
             return self._memory

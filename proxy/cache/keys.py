@@ -7,7 +7,7 @@
     <base>:<version>:<gw>[:t:<txn_uuid>]              one cached answer (an entry key)
     <entry>:lock | :answer | :followers | :poll       cross-replica coalescing and wait polling
     {prefix}:events                                   the pub/sub channel between replicas
-    {prefix}:ratelimit:{client}:all | :upstream       a client's rate limits (proxy/ratelimit.py)
+    {prefix}:ratelimit:{client}:all | :upstream       a client's rate limits (web/ratelimit.py)
 
 Merchant ids, order ids and txn uuids are validated to exclude braces and colons, so a key
 can be parsed back to its base without ambiguity.

@@ -26,7 +26,7 @@ Fence = tuple[int, int]
 
 
 class MemoryStore:
-    layer = "memory"
+    """Entries with their expiry, an index from each order to its variants, and generations."""
 
     def __init__(
         self,

@@ -14,9 +14,6 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
-
-REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 
 
 class RedisCommandError(Exception):

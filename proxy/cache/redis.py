@@ -14,8 +14,8 @@ saves in flight. Entries carry the generation they were stored under and a looku
 (one MGET in one slot), so an entry whose generation moved on is never served, even if the
 variant index that lists it was lost.
 
-Every command goes through the auto-pipeline and any Redis trouble becomes CacheUnavailable,
-which the facade absorbs.
+Every command but the health ping goes through the auto-pipeline, and any Redis trouble
+becomes CacheUnavailable: the facade absorbs it on reads and passes it on for invalidations.
 """
 
 from __future__ import annotations
@@ -180,8 +180,6 @@ return 0
 
 class RedisStore:
     """Entries in Redis, msgpack-encoded, expiring with Redis' own TTL."""
-
-    layer = "redis"
 
     def __init__(
         self,

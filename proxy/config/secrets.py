@@ -1,4 +1,4 @@
-"""Secret values that never show themselves, and files that hold them (Kubernetes mounts)."""
+"""Secret values that never show themselves, files that hold them (Kubernetes mounts), masking."""
 
 from __future__ import annotations
 
@@ -80,3 +80,24 @@ class SecretFile:
 
     def __repr__(self) -> str:
         return f"SecretFile({str(self.path)!r})"
+
+
+def mask_url(url: str) -> str:
+    """A URL with any password replaced by the mask (what check-config shows)."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    userinfo, at, hosts = authority.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.partition(":")[0]
+    return f"{scheme}{sep}{user}:{MASK}@{hosts}{slash}{path}"
+
+
+def shown_url(url: str) -> str:
+    """A URL fit for an error line: any user information (which may be a password) masked."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    _userinfo, at, hosts = authority.rpartition("@")
+    if not at:
+        return url
+    return f"{scheme}{sep}{MASK}@{hosts}{slash}{path}"

@@ -1,17 +1,19 @@
 """The one error tree of the proxy, and its single mapping to Juspay-shaped HTTP answers.
 
-    ProxyError                      (status, error_code, category; never carries a secret)
-    ├── BadRequest                  400  bad order id, header or query
-    ├── Unauthorized                401  caller credentials missing or wrong
-    ├── Forbidden                   403  merchant not allowed for this caller
+    ProxyError                      500  (status, error_code, category; never carries a secret)
+    ├── BadRequest                  400  bad order id, header, query or body
+    ├── Unauthorized                401  caller or webhook credentials missing or wrong
+    ├── Forbidden                   403  merchant (or operation) not allowed for this caller
     ├── NotFoundError               404  no such route
+    ├── MethodNotAllowed            405  the route exists, not with this method
     ├── PayloadTooLarge             413  request body over its bound
     ├── RateLimited                 429  this client is over its rate limit; Retry-After
-    ├── Overloaded                  503  shed load (bulkhead full, draining); Retry-After
-    ├── CacheUnavailableError       503  a purge could not reach the cache
+    ├── Overloaded                  503  shed load (upstream queue full, too many waiters);
+    │                                    Retry-After
+    ├── CacheUnavailableError       503  an invalidation (purge, webhook) was not confirmed
     └── UpstreamError               502  anything wrong with Juspay's answer
         ├── UpstreamAuthFailed      502  Juspay refused our key (401/403)
-        ├── UpstreamBadBody         502  not JSON, not an order, not the order asked for, too large
+        ├── UpstreamBadBody         502  not JSON, not the order asked for, too large, odd status
         ├── UpstreamConnectionError 502  refused, reset, DNS, TLS
         ├── UpstreamServerError     502  Juspay answered 5xx
         ├── UpstreamRateLimited     503  Juspay answered 429; Retry-After
@@ -19,7 +21,8 @@
         └── UpstreamTimeout         504  the deadline for one read (retries included) passed
 
 Low-level exceptions (aiohttp, redis, msgspec) are translated once, where they happen, with
-`raise Specific(...) from exc`; handlers never see them.
+`raise Specific(...) from exc`; Redis trouble becomes the cache's CacheUnavailable, which a
+read absorbs (it asks Juspay) and an invalidation turns into CacheUnavailableError.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""msgspec types: Juspay's full Order, the small status view, webhooks and error bodies.
+"""msgspec types: Juspay's order, the status view, webhooks, the batch body and error bodies.
+
+Reads decode only the small status view (what the caching policy needs); the full `Order` is
+Juspay's documented shape, kept so the samples and benchmarks can check it.
 
 Juspay's documents disagree on some field types (an "Integer" that samples show as a string,
 ids that are sometimes null), so identifier-like fields accept strings and numbers. Every field

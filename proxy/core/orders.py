@@ -1,8 +1,11 @@
 """The read-through order service: cache, then one shared upstream call per key, then policy.
 
-A request walks: cache lookup -> (miss) join or start the in-flight upstream read for its
-key -> the caching policy decides whether and how long to store Juspay's answer -> a fenced
-save. Every caller waiting on the same read gets its answer, cacheable or not, error or not.
+A read walks: `lookup` (the cache; a fresh entry is the answer) -> `fetch` (join or start the
+in-flight upstream read for its key) -> Juspay's answer, judged once by the caching policy
+-> one entry built from it -> a fenced save. Every caller waiting on the same read gets its
+answer, cacheable or not, error or not. `lookup` returns a `Miss` for anything it cannot
+answer, so a caller can record the cache result (and apply its own admission) before the
+upstream call; `get` does both steps for callers that need neither.
 
 Who may share a read in flight (so nobody is answered with a status from before an
 invalidation they could have known about):
@@ -18,20 +21,26 @@ import asyncio
 import enum
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import msgspec
 import structlog
 
 from proxy.cache.coalesce import ReplicaCoalescer
-from proxy.cache.entries import CachedEntry, etag_for
+from proxy.cache.entries import CachedEntry, new_entry
 from proxy.cache.facade import Fence, OrderCache
 from proxy.cache.keys import KeySchema
 from proxy.cache.memory import Fence as LocalFence
 from proxy.cache.redis import CacheUnavailable, Saved
 from proxy.core import policy
-from proxy.core.errors import CacheUnavailableError, Overloaded, ProxyError, UpstreamError
+from proxy.core.errors import (
+    CacheUnavailableError,
+    Overloaded,
+    ProxyError,
+    UpstreamBadBody,
+    UpstreamError,
+)
 from proxy.core.models import OrderStatusView
 from proxy.core.tasks import BackgroundTasks
 from proxy.observe.metrics import Metrics
@@ -83,12 +92,29 @@ def fresh(query: OrderQuery) -> OrderQuery:
 
 @dataclass(frozen=True, slots=True)
 class OrderAnswer:
+    """An order's answer, and how it was produced (for X-Cache, Age and the request record)."""
+
     entry: CachedEntry
     cache: CacheResult
     age: int | None
     coalesced: bool = False
     upstream_status: int | None = None
     upstream_elapsed: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Miss:
+    """A read the cache did not answer (a miss, a failed lookup or a no-cache read): what
+    `fetch` needs to answer it from Juspay."""
+
+    key: str
+    query: OrderQuery
+    # MISS, ERROR (Redis could not be asked) or BYPASS (no-cache).
+    cache: CacheResult
+    # What the lookup saw of the order's generation (see _Flight.seen).
+    seen: tuple[str, object] | None = None
+    # An entry past its freshness, served only if Juspay fails (stale-if-error).
+    stale: CachedEntry | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +151,8 @@ class ServiceOptions:
 
 
 class OrderService:
+    """Order reads through the cache and Juspay, invalidations, and their background reads."""
+
     def __init__(
         self,
         cache: OrderCache,
@@ -141,7 +169,7 @@ class OrderService:
     ) -> None:
         self._cache = cache
         self._upstream = upstream
-        self.keys = keys
+        self._keys = keys
         self._options = options
         self._policy = options.policy
         self._metrics = metrics
@@ -155,12 +183,8 @@ class OrderService:
         # Every read in flight, also older ones a newer read replaced in _inflight.
         self._tasks: set[asyncio.Task[_Fetched]] = set()
 
-    @property
-    def cache(self) -> OrderCache:
-        return self._cache
-
     def key(self, query: OrderQuery) -> str:
-        return self.keys.entry(
+        return self._keys.entry(
             query.merchant_id,
             query.order_id,
             query.version,
@@ -169,49 +193,43 @@ class OrderService:
         )
 
     def base(self, merchant_id: str, order_id: str) -> str:
-        return self.keys.base(merchant_id, order_id)
+        return self._keys.base(merchant_id, order_id)
 
-    async def get(
-        self,
-        query: OrderQuery,
-        on_result: Callable[[CacheResult], None] | None = None,
-        admit: Callable[[], Awaitable[None]] | None = None,
-    ) -> OrderAnswer:
-        """The answer for one order. `on_result` hears the cache result as soon as it is
-        known, so a miss whose upstream call then fails is still recorded as a miss. `admit`
-        is awaited only when the answer must come from Juspay (a miss or a no-cache read),
-        before any upstream call; it may refuse with a ProxyError (a client's rate limit)."""
+    async def get(self, query: OrderQuery) -> OrderAnswer:
+        """The answer for one order: `lookup`, then `fetch` if the cache could not answer."""
+        found = await self.lookup(query)
+        return found if isinstance(found, OrderAnswer) else await self.fetch(found)
+
+    async def lookup(self, query: OrderQuery) -> OrderAnswer | Miss:
+        """The cache's answer (a hit), or a Miss saying why there is none; nothing upstream."""
         key = self.key(query)
-        result = CacheResult.BYPASS
-        stale: CachedEntry | None = None
-        seen: tuple[str, object] | None = None
-        if not query.no_cache:
-            # The hot path: a fresh entry in memory is answered without awaiting anything.
-            entry = self._cache.peek(key)
-            if entry is not None and self._clock() < entry.fresh_until:
-                return self._hit(query, entry)
-            entry, seen, failed = await self._cached(key, entry)
-            if entry is not None:
-                now = self._clock()
-                if now < entry.fresh_until:
-                    return self._hit(query, entry)
-                # Kept past its TTL only for stale-if-error (final entries only, see _read).
-                stale = entry
-            result = CacheResult.ERROR if failed else CacheResult.MISS
-        if on_result is not None:
-            on_result(result)
-        if admit is not None:
-            await admit()
+        if query.no_cache:
+            return Miss(key, query, CacheResult.BYPASS)
+        # The hot path: a fresh entry in memory is answered without awaiting anything.
+        entry = self._cache.peek(key)
+        if entry is not None and self._clock() < entry.fresh_until:
+            return self._hit(query, entry)
+        entry, seen, failed = await self._cached(key, entry)
+        if entry is not None and self._clock() < entry.fresh_until:
+            return self._hit(query, entry)
+        # An entry past its freshness is kept only for stale-if-error (final entries, see _read).
+        return Miss(key, query, CacheResult.ERROR if failed else CacheResult.MISS, seen, entry)
 
+    async def fetch(self, miss: Miss) -> OrderAnswer:
+        """The answer from Juspay for what `lookup` could not answer: one read per key shared
+        by whoever may share it, or a stale final entry when Juspay fails."""
+        key, query = miss.key, miss.query
         loop = asyncio.get_running_loop()
         flight = self._inflight.get(key)
-        coalesced = flight is not None and self._may_join(flight, query, key, seen, loop.time())
+        coalesced = flight is not None and self._may_join(
+            flight, query, key, miss.seen, loop.time()
+        )
         if flight is None or not coalesced:
             local = self._cache.local_fence(key)
             task = asyncio.create_task(
                 self._fetch(key, query, local), name=f"fetch:{query.order_id}"
             )
-            flight = _Flight(task, seen, local, loop.time())
+            flight = _Flight(task, miss.seen, local, loop.time())
             # The newest read is the one later requests may join; an older one still answers
             # its own waiters.
             self._inflight[key] = flight
@@ -225,6 +243,7 @@ class OrderService:
         try:
             fetched = await asyncio.shield(flight.task)
         except (UpstreamError, Overloaded) as exc:
+            stale = miss.stale
             if stale is None or not self._may_serve_stale(stale):
                 raise
             log.warning("serving_stale", error_code=exc.error_code, order_id=query.order_id)
@@ -232,7 +251,7 @@ class OrderService:
             return OrderAnswer(stale, CacheResult.STALE, age)
         return OrderAnswer(
             fetched.entry,
-            result,
+            miss.cache,
             None,
             coalesced=coalesced,
             upstream_status=fetched.upstream_status,
@@ -310,7 +329,7 @@ class OrderService:
         return _Fetched(result, None, None)
 
     async def _read(self, key: str, query: OrderQuery, fence: Fence) -> _Fetched:
-        """One upstream read, then the policy's decision and a fenced save."""
+        """One upstream read, the policy's one decision on it, its entry and a fenced save."""
         answer = await self._upstream.fetch(
             UpstreamCall(
                 merchant_id=query.merchant_id,
@@ -322,28 +341,35 @@ class OrderService:
             )
         )
         decision = policy.decide(answer.status, answer.view, query.order_id, self._policy)
+        status_class = decision.status_class
+        # The client counts the calls that failed; an answer is counted here, once judged.
+        self._metrics.upstream_requests.labels(outcome=_outcome(answer.status, status_class)).inc()
+        if answer.status == 200 and status_class is policy.StatusClass.INVALID:
+            raise UpstreamBadBody(
+                "Juspay's answer is not a JSON order"
+                if answer.view is None
+                else "Juspay's answer is not the order that was asked for"
+            )
         self._metrics.policy_decisions.labels(
-            status_class=decision.status_class.value,
+            status_class=status_class.value,
             decision="store" if decision.store else "skip",
         ).inc()
-        now = self._clock()
-        entry = CachedEntry(
-            key=key,
-            status_code=answer.status,
-            body=answer.body,
-            content_type=answer.content_type,
-            etag=etag_for(answer.body),
-            fetched_at=now,
-            fresh_until=now + decision.ttl,
+        entry = new_entry(
+            key,
+            answer.status,
+            answer.body,
+            answer.content_type,
             order_status=(answer.view.status or "") if answer.view else "",
-            status_class=decision.status_class.value,
+            status_class=status_class.value,
+            now=self._clock(),
+            ttl=decision.ttl,
         )
         keep = decision.ttl
-        if decision.status_class is policy.StatusClass.FINAL and keep > 0:
+        if status_class is policy.StatusClass.FINAL and keep > 0:
             keep += self._options.stale_if_error_seconds  # past fresh_until: only if Juspay fails
         if keep > 0 or query.no_cache:
             saved = await self._cache.save(
-                key, entry, keep, fence, decision.status_class.value, fresh=query.no_cache
+                key, entry, keep, fence, status_class.value, fresh=query.no_cache
             )
             if saved is Saved.CHANGED:
                 self._metrics.invalidations.labels(source="refresh").inc()
@@ -426,3 +452,10 @@ class OrderService:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _outcome(http_status: int, status_class: policy.StatusClass) -> str:
+    """The `outcome` label of an upstream call that Juspay answered (see UPSTREAM_OUTCOMES)."""
+    if http_status == 200:
+        return UpstreamBadBody.outcome if status_class is policy.StatusClass.INVALID else "ok"
+    return "not_found" if status_class is policy.StatusClass.NOT_FOUND else "client_error"

@@ -1,4 +1,7 @@
-"""Which Juspay answers may be cached, and for how long: pure functions, no I/O.
+"""The one decision on a Juspay answer: what kind it is, whether to cache it and how long.
+
+Pure functions, no I/O; the order service asks `decide` once per upstream answer (a 200
+that is not the order asked for is INVALID, which the service turns into a bad-body error).
 
 The rules, from Juspay's own documentation:
 - CHARGED, AUTO_REFUNDED and VOIDED no longer change once every refund is settled (SUCCESS or
@@ -31,7 +34,8 @@ FAILURE_STATUSES = frozenset(
         "VOID_FAILED",
     }
 )
-# Known statuses that are still moving; listed so logs and metrics can tell them from unknowns.
+# Known statuses that are still moving: classed IN_PROGRESS (never cached), so metrics can tell
+# them from statuses we do not know (UNKNOWN).
 IN_PROGRESS_STATUSES = frozenset(
     {
         "NEW",
@@ -73,11 +77,10 @@ CLOSED_CHARGEBACK_STATUSES = frozenset(
     }
 )
 CACHEABLE_STATUSES = FINAL_STATUSES | FAILURE_STATUSES | {NOT_FOUND}
-KNOWN_STATUSES = FINAL_STATUSES | FAILURE_STATUSES | IN_PROGRESS_STATUSES | {NOT_FOUND}
 
 
 class StatusClass(enum.StrEnum):
-    """A bounded label for metrics and logs."""
+    """What kind of answer Juspay gave; also a bounded label for metrics and logs."""
 
     FINAL = "final"
     REFUND_PENDING = "refund_pending"
@@ -117,6 +120,8 @@ class CachePolicy:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
+    """The policy's verdict on one upstream answer."""
+
     status_class: StatusClass
     ttl: int  # seconds; 0 means do not store
 
@@ -125,7 +130,7 @@ class Decision:
         return self.ttl > 0
 
 
-def classify(http_status: int, view: OrderStatusView | None, order_id: str) -> StatusClass:
+def _classify(http_status: int, view: OrderStatusView | None, order_id: str) -> StatusClass:
     """What kind of answer this is, for the order that was asked for."""
     if view is None:
         return StatusClass.INVALID
@@ -178,8 +183,8 @@ def chargeback_is_open(chargeback: ChargebackStatusView | None) -> bool:
 def decide(
     http_status: int, view: OrderStatusView | None, order_id: str, policy: CachePolicy
 ) -> Decision:
-    """Whether to store this answer, and for how long."""
-    status_class = classify(http_status, view, order_id)
+    """What kind of answer Juspay gave for `order_id`, whether to store it, and how long."""
+    status_class = _classify(http_status, view, order_id)
     ttl = {
         StatusClass.FINAL: policy.final_ttl,
         StatusClass.REFUND_PENDING: policy.refund_pending_ttl,

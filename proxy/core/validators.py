@@ -49,20 +49,33 @@ def txn_uuid(value: str) -> str:
     return value
 
 
+def is_merchant_id(value: str) -> bool:
+    """Whether `value` is a well-formed merchant id (pure: settings check ids with it too)."""
+    return _MERCHANT_ID.fullmatch(value) is not None
+
+
 def merchant_id(value: str) -> str:
-    if _MERCHANT_ID.fullmatch(value) is None:
+    if not is_merchant_id(value):
         raise BadRequest("x-merchantid is not a valid merchant id")
     return value
 
 
-def api_version(value: str) -> str:
-    """A `version` header: a real calendar date written YYYY-MM-DD."""
+def api_version_problem(value: str) -> str | None:
+    """Why `value` is not an API version (a real date written YYYY-MM-DD); None when it is."""
     if _VERSION.fullmatch(value) is None:
-        raise BadRequest("version must be a date written YYYY-MM-DD")
+        return "version must be a date written YYYY-MM-DD"
     try:
         dt.date.fromisoformat(value)
     except ValueError:
-        raise BadRequest("version must be a real calendar date") from None
+        return "version must be a real calendar date"
+    return None
+
+
+def api_version(value: str) -> str:
+    """A `version` header: a real calendar date written YYYY-MM-DD."""
+    problem = api_version_problem(value)
+    if problem is not None:
+        raise BadRequest(problem)
     return value
 
 

@@ -1,6 +1,10 @@
-"""`order-proxy demo`: the simulator and the proxy on loopback, one order shown MISS then HIT,
-an order in progress waited for with `?wait=`, and curl lines for the simulator's control API
-(advance an order, add a refund, inject latency or faults, fire a webhook at the proxy)."""
+"""`order-proxy demo`: the simulator and the proxy on loopback, with two merchants.
+
+It shows one order MISS then HIT, an order in progress never cached, the same order for the
+second merchant and an order in progress waited for with `?wait=`, then prints curl lines for
+the proxy and for the simulator's control API (advance an order, add a refund, inject latency
+or faults, fire a webhook at the proxy).
+"""
 
 from __future__ import annotations
 

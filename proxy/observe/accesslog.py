@@ -6,7 +6,7 @@ date and time are formatted once per second. It is the line structlog used to wr
 fields, same JSON shape), for about a tenth of the CPU.
 
 `LogSink` owns stdout for the whole process: the access lines, and structlog's and the standard
-library's lines (which keep their processors and the redaction step; see proxy.logs). Lines
+library's lines (which keep their processors and the redaction step; see proxy.observe.logs). Lines
 written on the event loop are buffered and written together, FLUSH_SECONDS after the first of
 them or when the buffer reaches `flush_bytes`. A slow or stuck stdout (a full pipe nobody reads)
 never blocks the loop: the bytes not yet written are bounded by `max_bytes`, lines beyond it
@@ -33,7 +33,7 @@ from typing import TextIO
 
 import msgspec
 
-# The request being handled, for every other log line written meanwhile (see proxy.logs).
+# The request being handled, for every other log line written meanwhile (see proxy.observe.logs).
 REQUEST_ID: ContextVar[str | None] = ContextVar("order_proxy_request_id", default=None)
 
 DEFAULT_MAX_BYTES = 1 << 20  # 1 MiB of lines not yet written: beyond it, lines are dropped
@@ -405,7 +405,7 @@ class SinkFile(io.TextIOBase):
 
 
 _SINK: LogSink | None = None
-# Set by proxy.logs.configure_logging: JSON access lines through the fast path (else through
+# Set by proxy.observe.logs.configure_logging: JSON access lines through the fast path (else through
 # structlog, e.g. LOG_FORMAT=console), and the level that decides which lines are written.
 _fast = False
 _level = logging.INFO

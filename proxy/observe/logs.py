@@ -5,10 +5,10 @@ redis) are rendered by the same processors through ProcessorFormatter, so every 
 has one shape. A redaction step masks any field whose name says it holds a secret or a
 customer's personal data, whatever code logged it.
 
-Everything goes to stdout through one `LogSink` (proxy.accesslog): buffered, written in
+Everything goes to stdout through one `LogSink` (proxy.observe.accesslog): buffered, written in
 batches, bounded, so a slow stdout never blocks the event loop. The per-request access line
 does not go through structlog at all: it is built from an allow-listed msgspec Struct
-(proxy.accesslog.AccessLine) when the format is JSON, and through structlog otherwise.
+(proxy.observe.accesslog.AccessLine) when the format is JSON, and through structlog otherwise.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ from proxy.core.errors import Overloaded
 
 
 class Bulkhead:
+    """The slots and the queue; `waiting` is exported as order_proxy_upstream_queued."""
+
     def __init__(
         self,
         *,
@@ -21,8 +23,6 @@ class Bulkhead:
         self._semaphore = asyncio.Semaphore(max_concurrent)
         self._max_queue = max_queue
         self._waiting = 0
-        self.max_concurrent = max_concurrent
-        self.active = 0
 
     @property
     def waiting(self) -> int:
@@ -40,9 +40,7 @@ class Bulkhead:
             await self._semaphore.acquire()
         finally:
             self._waiting -= 1
-        self.active += 1
         try:
             yield
         finally:
-            self.active -= 1
             self._semaphore.release()

@@ -4,6 +4,10 @@ The URL is built only from the configured origin and an already-validated order 
 checked again before sending: an unchecked join would hand our API key to whatever host a
 caller managed to name. Redirects are never followed, for the same reason. Every low-level
 failure is translated here, once, into the proxy's error tree.
+
+An answer (a 200 or a 4xx) is returned as Juspay gave it, body intact and decoded if it can
+be, without judging it: whether it is the order asked for, and whether it may be cached, is
+the caching policy's one decision, taken by the order service.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ from yarl import URL
 from proxy import __version__
 from proxy.config.secrets import Secret, SecretFile
 from proxy.config.settings import MerchantSettings, UpstreamSettings
-from proxy.core import policy
 from proxy.core.errors import (
     CircuitOpen,
     UpstreamAuthFailed,
@@ -68,15 +71,14 @@ class UpstreamCall:
 
 @dataclass(frozen=True, slots=True)
 class UpstreamAnswer:
-    """An answer the proxy may pass on: a 200 order or a 4xx Juspay error, body intact."""
+    """What Juspay answered with a 200 or a 4xx, body intact (not yet judged by the policy)."""
 
     status: int
     body: bytes
     content_type: str
-    # The decoded status view; None for a 4xx body that is not JSON we understand.
+    # The decoded status view; None for a body that is not JSON we understand.
     view: OrderStatusView | None
     elapsed: float
-    outcome: str
 
 
 class Credentials:
@@ -165,14 +167,6 @@ class JuspayClient:
         metrics.gauge_function(metrics.circuit_state, lambda: self._circuit.observed_state)
         # Merchant -> when its refused key was last logged (merchants are configured: bounded).
         self._auth_logged: dict[str, float] = {}
-
-    @property
-    def circuit(self) -> CircuitBreaker:
-        return self._circuit
-
-    @property
-    def bulkhead(self) -> Bulkhead:
-        return self._bulkhead
 
     def _circuit_changed(self, old: CircuitState, new: CircuitState) -> None:
         # Also refreshed at scrape time (observed_state), which may read half-open earlier.
@@ -274,23 +268,25 @@ class JuspayClient:
         return random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
 
     async def _counted_attempt(self, call: UpstreamCall, deadline: float) -> UpstreamAnswer:
-        """One HTTP attempt, counted and timed."""
+        """One HTTP attempt, timed; counted here if it failed (an answer is counted by the
+        order service once the policy has judged it)."""
         metrics = self._metrics
         started = time.perf_counter()
         metrics.upstream_in_flight.inc()
-        outcome = "connection_error"
+        outcome: str | None = "connection_error"
         try:
             answer = await self._attempt(call, started, deadline)
         except UpstreamError as exc:
             outcome = exc.outcome
             raise
         else:
-            outcome = answer.outcome
+            outcome = None
             return answer
         finally:
             metrics.upstream_in_flight.dec()
             metrics.upstream_duration.observe(time.perf_counter() - started)
-            metrics.upstream_requests.labels(outcome=outcome).inc()
+            if outcome is not None:
+                metrics.upstream_requests.labels(outcome=outcome).inc()
 
     async def _attempt(self, call: UpstreamCall, started: float, deadline: float) -> UpstreamAnswer:
         url = self.url_for(call.order_id, call.full_gateway_response, call.txn_uuid)
@@ -329,7 +325,7 @@ class JuspayClient:
         except OSError as exc:
             raise UpstreamConnectionError(f"cannot reach Juspay ({type(exc).__name__})") from exc
         elapsed = time.perf_counter() - started
-        return self._interpret(call, status, body, content_type, elapsed)
+        return UpstreamAnswer(status, body, content_type, self._view(body), elapsed)
 
     def _log_auth_failed(self, merchant_id: str, status: int) -> None:
         """Juspay refused our key: every caller of this merchant gets a 502 until an operator
@@ -361,25 +357,12 @@ class JuspayClient:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _interpret(
-        self, call: UpstreamCall, status: int, body: bytes, content_type: str, elapsed: float
-    ) -> UpstreamAnswer:
+    def _view(self, body: bytes) -> OrderStatusView | None:
         try:
-            view: OrderStatusView | None = self._decode_view(body)
+            return self._decode_view(body)
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             # RecursionError: hostile nesting is a bad body like any other, never a 500.
-            view = None
-        if status == 200:
-            if view is None:
-                raise UpstreamBadBody("Juspay's answer is not a JSON order")
-            if policy.classify(status, view, call.order_id) is policy.StatusClass.INVALID:
-                raise UpstreamBadBody("Juspay's answer is not the order that was asked for")
-            outcome = "ok"
-        elif view is not None and view.status == policy.NOT_FOUND:
-            outcome = "not_found"
-        else:
-            outcome = "client_error"
-        return UpstreamAnswer(status, body, content_type, view, elapsed, outcome)
+            return None
 
 
 def _is_outage(exc: UpstreamError) -> bool:

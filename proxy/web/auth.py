@@ -10,24 +10,40 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable
-from typing import NamedTuple
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, NamedTuple
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 from aiohttp_basicauth import BasicAuthMiddleware
 
-from proxy.appkeys import CLIENT, METRICS, RECORD
+from proxy.appkeys import CLIENT, METRICS
 from proxy.config.secrets import Secret, SecretFile
 from proxy.config.settings import ClientSettings, Settings, WebhookSettings
 from proxy.core.errors import Forbidden, Unauthorized, error_response
 from proxy.web.webhook_jwt import JwtKeyring
 
-CALLER_ROUTES = frozenset({"order", "order_status", "batch"})
-OPERATOR_ROUTES = frozenset({"purge"})
+if TYPE_CHECKING:
+    from proxy.web.routes import Route
+
+
+class Access(enum.Enum):
+    """Who may call a route: each row of the route table (proxy.web.routes) names one."""
+
+    CALLER = "caller"  # order reads: with clients configured, a key allowed for the merchant
+    OPERATOR = "operator"  # cache purges: with clients configured, an operator's key
+    WEBHOOK = "webhook"  # Juspay, with its webhook credentials (checked by the handler)
+    OPEN = "open"  # anyone: the API's description, and requests that match no route
+    INTERNAL = "internal"  # anyone who reaches the listener: health, readiness, metrics
+
+
+# Module globals: compared on every request, and enum attribute lookups cost more.
+_CALLER = Access.CALLER
+_OPERATOR = Access.OPERATOR
 
 
 def hash_key(key: str) -> str:
@@ -66,13 +82,18 @@ class ClientKeyAuth(BasicAuthMiddleware):  # type: ignore[misc]
 
     Installed only when clients are configured (otherwise callers are anonymous and nobody may
     purge). Caller routes need any client allowed for the merchant asked for (checked later,
-    when the merchant is known); operator routes need an operator client. Health, readiness,
-    metrics and the webhook (its own credentials) are not covered here.
+    when the merchant is known); operator routes need an operator client. Routes of the other
+    access classes (health, readiness, metrics, the API description, and the webhook with its
+    own credentials) are not covered here.
     """
 
-    def __init__(self, clients: Iterable[ClientSettings]) -> None:
+    def __init__(
+        self, clients: Iterable[ClientSettings], routes: Mapping[web.AbstractRoute, Route]
+    ) -> None:
         super().__init__(force=True, realm="order-proxy")
         self._clients = tuple(clients)
+        # Each route's row of the route table; filled as the app's routes are registered.
+        self._routes = routes
 
     def parse_auth_header(self, request: web.Request) -> BasicCredentials | None:
         return parse_basic(request.headers.get(hdrs.AUTHORIZATION))
@@ -96,13 +117,14 @@ class ClientKeyAuth(BasicAuthMiddleware):  # type: ignore[misc]
         )
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        route = request[RECORD].route
-        if route not in CALLER_ROUTES and route not in OPERATOR_ROUTES:
+        row = self._routes.get(request.match_info.route)
+        access = row.access if row is not None else None
+        if access is not _CALLER and access is not _OPERATOR:
             return await handler(request)
         if not await self.authenticate(request):
             request.app[METRICS].auth_failures.labels(reason="bad_credentials").inc()
             return self.challenge()
-        if route in OPERATOR_ROUTES and not request[CLIENT].operator:
+        if access is _OPERATOR and not request[CLIENT].operator:
             request.app[METRICS].auth_failures.labels(reason="not_operator").inc()
             return error_response(Forbidden("this client may not purge the cache"))
         return await handler(request)

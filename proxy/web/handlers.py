@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import msgspec
@@ -12,7 +12,7 @@ from aiohttp import web
 from proxy.appkeys import CLIENT, DECODERS, METRICS, ORDER_SERVICE, RECORD, SETTINGS, WAITS
 from proxy.core import validators
 from proxy.core.errors import BadRequest, Forbidden, ProxyError, error_body
-from proxy.core.orders import CacheResult, OrderAnswer, OrderQuery
+from proxy.core.orders import Miss, OrderAnswer, OrderQuery, OrderService
 from proxy.core.waits import is_settled
 from proxy.web.ratelimit import upstream_admit
 
@@ -102,13 +102,20 @@ def read_options(request: web.Request, order_id: str) -> OrderQuery:
     )
 
 
-def _recorder(request: web.Request) -> Callable[[CacheResult], None]:
-    record = request[RECORD]
+async def _missed(request: web.Request, miss: Miss) -> OrderAnswer:
+    """A read the cache did not answer: recorded as such before the upstream call (so a miss
+    whose call then fails is still recorded as a miss), then answered from Juspay."""
+    request[RECORD].cache = miss.cache.value
+    return await _fetch(request.app[ORDER_SERVICE], miss, upstream_admit(request))
 
-    def record_result(result: CacheResult) -> None:
-        record.cache = result.value
 
-    return record_result
+async def _fetch(
+    service: OrderService, miss: Miss, admit: Callable[[], Awaitable[None]] | None
+) -> OrderAnswer:
+    """Juspay's answer for a miss, once `admit` (the caller's upstream rate limit) allows it."""
+    if admit is not None:
+        await admit()
+    return await service.fetch(miss)
 
 
 def _etag_matches(request: web.Request, etag: str) -> bool:
@@ -169,9 +176,9 @@ async def get_order(request: web.Request) -> web.Response:
         raise BadRequest("order_id in the query differs from the one in the path")
     query = parse_order_query(request, raw_id)
     wait = _wait_seconds(request)
-    answer = await request.app[ORDER_SERVICE].get(
-        query, _recorder(request), upstream_admit(request)
-    )
+    # The hot path: a hit is answered without recording or admitting anything more.
+    found = await request.app[ORDER_SERVICE].lookup(query)
+    answer = found if isinstance(found, OrderAnswer) else await _missed(request, found)
     if wait is None:
         return order_response(request, answer)
     if is_settled(answer):
@@ -183,9 +190,9 @@ async def get_order(request: web.Request) -> web.Response:
 async def get_order_status(request: web.Request) -> web.Response:
     """GET /order/status?order_id=… — the path older Juspay SDKs call."""
     query = parse_order_query(request, _single(request, "order_id"))
-    answer = await request.app[ORDER_SERVICE].get(
-        query, _recorder(request), upstream_admit(request)
-    )
+    # The hot path: a hit is answered without recording or admitting anything more.
+    found = await request.app[ORDER_SERVICE].lookup(query)
+    answer = found if isinstance(found, OrderAnswer) else await _missed(request, found)
     return order_response(request, answer)
 
 
@@ -249,7 +256,10 @@ async def batch_get(request: web.Request) -> web.Response:
     async def one(raw_id: str) -> bytes:
         try:
             order_id = validators.order_id(raw_id)
-            answer = await service.get(replace(template, order_id=order_id), admit=admit)
+            found = await service.lookup(replace(template, order_id=order_id))
+            answer = (
+                found if isinstance(found, OrderAnswer) else await _fetch(service, found, admit)
+            )
         except ProxyError as err:
             return _batch_item(raw_id[:80], err.status, None, error_body(err), is_json=True)
         entry = answer.entry

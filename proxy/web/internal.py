@@ -1,7 +1,7 @@
 """Operator endpoints: liveness, readiness and the Prometheus scrape.
 
-They are served by the proxy app itself, or, with PROXY_INTERNAL_PORT, by a small app of their
-own on another listener (`create_internal_app`), which reports the proxy app's state.
+They read the app serving them: the proxy app, or with PROXY_INTERNAL_PORT the internal
+listener's app, which holds the proxy app's metrics, lifecycle and cache health.
 """
 
 from __future__ import annotations
@@ -9,16 +9,10 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from proxy.appkeys import BUS, LIFECYCLE, METRICS, OPENAPI, ORDER_SERVICE, SERVED
+from proxy.appkeys import CACHE_HEALTH, LIFECYCLE, METRICS
 from proxy.observe.metrics import EXPOSITION_CONTENT_TYPE
 
 _json = msgspec.json.Encoder()
-
-
-def _served(request: web.Request) -> web.Application:
-    """The proxy app: this one, or the one an internal listener's app reports on."""
-    served = request.app.get(SERVED)
-    return served if served is not None else request.app
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -28,19 +22,17 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Ready to serve. A Redis outage does not make us unready: the cache fails open."""
-    app = _served(request)
-    lifecycle = app[LIFECYCLE]
+    lifecycle = request.app[LIFECYCLE]
+    health = request.app.get(CACHE_HEALTH)  # set once the proxy app has started
     body: dict[str, object] = {}
-    service = app.get(ORDER_SERVICE)
     if lifecycle.draining:
         body["status"] = "draining"
-    elif not lifecycle.ready or service is None:
+    elif not lifecycle.ready or health is None:
         body["status"] = "starting"
     else:
         body["status"] = "ready"
-    if service is not None:
-        cache = service.cache
-        bus = app.get(BUS)
+    if health is not None:
+        cache, bus = health.cache, health.bus
         if cache.layer == "redis" and bus is not None:
             body["cache"] = {
                 "layer": "redis",
@@ -56,9 +48,5 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = _served(request)[METRICS].render()
+    body = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": EXPOSITION_CONTENT_TYPE})
-
-
-async def openapi(request: web.Request) -> web.Response:
-    return web.Response(body=_served(request)[OPENAPI], content_type="application/json")

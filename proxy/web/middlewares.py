@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 
 import structlog
 from aiohttp import web
@@ -20,7 +21,7 @@ from proxy.core.errors import (
 )
 from proxy.observe import accesslog
 from proxy.observe.accesslog import REQUEST_ID, AccessLine
-from proxy.observe.metrics import ROUTES
+from proxy.web.routes import UNMATCHED, Route
 
 log = structlog.get_logger("proxy.access")
 
@@ -31,33 +32,32 @@ _HTTP_ERRORS: dict[int, type[ProxyError]] = {
 }
 
 
-def _route_name(request: web.Request) -> str:
-    route = request.match_info.route
-    name = route.name if route is not None else None
-    return name or "other"
-
-
-def make_observe(*, log_requests: bool) -> Middleware:
-    """The outermost middleware; `log_requests` is False when info lines are filtered out."""
+def make_observe(routes: Mapping[web.AbstractRoute, Route], *, log_requests: bool) -> Middleware:
+    """The outermost middleware. `routes`: the route table's row of each of the app's routes
+    (filled as they are registered); `log_requests` is False when info lines are filtered out."""
 
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-        return await _observe(request, handler, log_requests)
+        return await _observe(request, handler, routes, log_requests)
 
     return observe
 
 
 async def _observe(
-    request: web.Request, handler: Handler, log_requests: bool
+    request: web.Request,
+    handler: Handler,
+    routes: Mapping[web.AbstractRoute, Route],
+    log_requests: bool,
 ) -> web.StreamResponse:
     started = time.perf_counter()
-    route = _route_name(request)
+    row = routes.get(request.match_info.route, UNMATCHED)
+    route = row.name
     record = RequestRecord(
         request_id=validators.request_id(request.headers.get("X-Request-Id")), route=route
     )
     request[RECORD] = record
     metrics = request.app[METRICS]
-    counted = route in ROUTES
+    counted = row.counted
     token = REQUEST_ID.set(record.request_id)
     if counted:
         metrics.requests_in_flight += 1

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import web
+
 from proxy import __version__
+from proxy.appkeys import OPENAPI
 from proxy.core.validators import ORDER_ID_MAX_LENGTH, TXN_UUID_MAX_LENGTH
 
 ORDER_ID_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{ORDER_ID_MAX_LENGTH - 1}}}$"
@@ -70,6 +73,11 @@ _TXN_UUID = {
     "description": "One payment attempt: forwarded to Juspay and part of the cache key",
     "schema": {"type": "string", "pattern": TXN_UUID_PATTERN},
 }
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    """GET /openapi.json: the description, encoded once when the app was built."""
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")
 
 
 def build_openapi() -> dict[str, Any]:

@@ -16,10 +16,6 @@ from typing import Any, Final
 
 import msgspec
 import structlog
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from joserfc import jwe, jws
 from joserfc.errors import (
     BadSignatureError,
@@ -32,7 +28,18 @@ from joserfc.errors import (
 )
 from joserfc.jwk import RSAKey
 
-from proxy.config.secrets import Secret, SecretFile, read_secret_file
+# Key files are read by config (checked at start-up); loading them is also part of this API.
+from proxy.config.keyfiles import (
+    DEFAULT_MAX_AGE_SECONDS,
+    KeyFileError,
+    load_private_key,  # noqa: F401 - still this module's API (callers load keys through it)
+    load_public_key,  # noqa: F401 - likewise
+    parse_private,
+    parse_public,
+    read_key_file,
+    valid_kid,
+)
+from proxy.config.secrets import Secret, SecretFile
 
 log = structlog.get_logger("proxy.web.webhook_jwt")
 
@@ -41,10 +48,6 @@ log = structlog.get_logger("proxy.web.webhook_jwt")
 KEY_ALGORITHMS: Final = frozenset({"RSA-OAEP", "RSA-OAEP-256"})
 CONTENT_ENCRYPTION: Final = "A256GCM"
 SIGNATURE_ALGORITHM: Final = "RS256"
-MIN_RSA_BITS: Final = 2048
-# Juspay retries a delivery for about 24 hours and a retry keeps the event's date_created, so
-# a day and an hour by default. A webhook only invalidates a cached order: an old one is harmless.
-DEFAULT_MAX_AGE_SECONDS: Final = 25 * 3600
 DEFAULT_CLOCK_SKEW_SECONDS: Final = 300
 DEFAULT_REPLAY_CACHE_SIZE: Final = 100_000
 MAX_TOKEN_BYTES: Final = 1024 * 1024
@@ -76,7 +79,6 @@ REASONS: Final = frozenset(
 )
 
 _B64URL = re.compile(rb"[A-Za-z0-9_-]*")
-_PRINTABLE_KID = re.compile(r"[\x21-\x7e]{1,128}")
 # Header parameters refused outright: compression (a decompression bomb before the signature is
 # checked), critical extensions and unencoded payloads (RFC 7797).
 _REFUSED_HEADERS = frozenset({"zip", "crit", "b64"})
@@ -92,10 +94,6 @@ class WebhookTokenError(Exception):
         super().__init__(f"JWT webhook refused: {reason}")
         self.reason = reason
         self.kid = kid
-
-
-class KeyFileError(ValueError):
-    """A key file cannot be used; `str()` names the file and the problem, never key material."""
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -118,66 +116,6 @@ class VerifiedWebhook:
 # --- keys -------------------------------------------------------------------------------------
 
 
-def load_private_key(path: Path) -> RSAKey:
-    """The merchant's RSA private key (PEM) in `path`, or KeyFileError."""
-    return _parse_private(path, _read(path))
-
-
-def load_public_key(path: Path) -> RSAKey:
-    """Juspay's RSA public key (PEM public key or certificate) in `path`, or KeyFileError."""
-    return _parse_public(path, _read(path))
-
-
-def _read(path: Path) -> str:
-    try:
-        return read_secret_file(path)
-    except OSError as exc:
-        raise KeyFileError(f"{path}: cannot read it ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise KeyFileError(f"{path}: is not a PEM text file") from None
-
-
-def _parse_private(path: Path, text: str) -> RSAKey:
-    data = text.encode()
-    if b"-----BEGIN" not in data:
-        raise KeyFileError(f"{path}: is not a PEM file")
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except TypeError:
-        raise KeyFileError(
-            f"{path}: the private key is password-protected; mount it unencrypted"
-        ) from None
-    except (ValueError, UnsupportedAlgorithm):
-        raise KeyFileError(f"{path}: does not hold a PEM private key") from None
-    if not isinstance(key, RSAPrivateKey):
-        raise KeyFileError(f"{path}: holds a private key that is not RSA")
-    if key.key_size < MIN_RSA_BITS:
-        raise KeyFileError(f"{path}: RSA key of {key.key_size} bits; at least {MIN_RSA_BITS}")
-    return RSAKey.import_key(key)
-
-
-def _parse_public(path: Path, text: str) -> RSAKey:
-    data = text.encode()
-    if b"PRIVATE KEY-----" in data:
-        # Juspay's public key is what verifies; a private key here is a mix-up (and a leak).
-        raise KeyFileError(f"{path}: holds a private key; give Juspay's public key")
-    if b"-----BEGIN" not in data:
-        raise KeyFileError(f"{path}: is not a PEM file")
-    key: object
-    try:
-        if b"-----BEGIN CERTIFICATE-----" in data:
-            key = x509.load_pem_x509_certificate(data).public_key()
-        else:
-            key = serialization.load_pem_public_key(data)
-    except (ValueError, UnsupportedAlgorithm):
-        raise KeyFileError(f"{path}: does not hold a PEM public key or certificate") from None
-    if not isinstance(key, RSAPublicKey):
-        raise KeyFileError(f"{path}: holds a public key that is not RSA")
-    if key.key_size < MIN_RSA_BITS:
-        raise KeyFileError(f"{path}: RSA key of {key.key_size} bits; at least {MIN_RSA_BITS}")
-    return RSAKey.import_key(key)
-
-
 class _KeyFile:
     """One PEM key file, re-read when it changes (SecretFile's rule), parsed once per change.
 
@@ -189,7 +127,7 @@ class _KeyFile:
     def __init__(
         self, path: Path, parse: Callable[[Path, str], RSAKey], *, check_interval: float
     ) -> None:
-        text = _read(path)
+        text = read_key_file(path)
         self.path = path
         self._parse = parse
         self._key = parse(path, text)
@@ -280,11 +218,6 @@ def _header(segment: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def valid_kid(value: str) -> bool:
-    """Whether `value` can name a key: 1-128 printable ASCII characters, no spaces."""
-    return _PRINTABLE_KID.fullmatch(value) is not None
-
-
 def _printable_kid(value: object) -> str | None:
     return value if isinstance(value, str) and valid_kid(value) else None
 
@@ -330,11 +263,11 @@ class JwtKeyring:
         if not private_key_files or not public_key_files:
             raise ValueError("a JWT keyring needs at least one private and one public key file")
         self._private = {
-            kid: _KeyFile(path, _parse_private, check_interval=check_interval)
+            kid: _KeyFile(path, parse_private, check_interval=check_interval)
             for kid, path in private_key_files.items()
         }
         self._public = {
-            kid: _KeyFile(path, _parse_public, check_interval=check_interval)
+            kid: _KeyFile(path, parse_public, check_interval=check_interval)
             for kid, path in public_key_files.items()
         }
         self._max_age = float(max_age_seconds)

@@ -50,7 +50,7 @@ from proxy.core.errors import (
 from proxy.core.models import WebhookEvent
 from proxy.observe.metrics import Metrics
 from proxy.web import webhook_jwt
-from proxy.web.auth_types import WebhookCheck
+from proxy.web.auth import WebhookAuth
 from proxy.web.webhook_jwt import JwtKeyring, VerifiedWebhook, WebhookTokenError
 
 log = structlog.get_logger("proxy.web.webhooks")
@@ -266,7 +266,7 @@ def _has_jwt_member(body: bytes) -> bool:
     return member not in (b"", b"null")
 
 
-async def _jwt_webhook(request: web.Request, auth: WebhookCheck, token: str) -> web.Response:
+async def _jwt_webhook(request: web.Request, auth: WebhookAuth, token: str) -> web.Response:
     metrics = request.app[METRICS]
     found = auth.keyring_for(webhook_jwt.peek_kid(token))
     if found is None:
@@ -306,7 +306,7 @@ async def _apply(
     request: web.Request,
     event: WebhookEvent,
     allowed: frozenset[str],
-    auth: WebhookCheck,
+    auth: WebhookAuth,
     jwt: tuple[JwtKeyring, VerifiedWebhook] | None,
 ) -> web.Response:
     """Check the event's merchant against the credentials, then invalidate what it names."""
