@@ -35,13 +35,13 @@ for pkg in prometheus:promtool wrk:wrk kubectl:kubectl; do
   fi
 done
 
-# Juspay's Node SDK builds JWT webhook tokens for tests/test_jwt_webhooks.py (node + npm ci in
+# Juspay's Node SDK builds JWT webhook tokens for tests/web/test_jwt_webhooks.py (node + npm ci in
 # tests/node, pinned by its package-lock.json).
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   if can_apt && apt_install nodejs npm; then
     echo "ensure-tools: installed nodejs and npm from Debian"
   else
-    echo "ensure-tools: WARNING: node/npm could not be installed; tests/test_jwt_webhooks.py will fail" >&2
+    echo "ensure-tools: WARNING: node/npm could not be installed; tests/web/test_jwt_webhooks.py will fail" >&2
   fi
 fi
 if command -v npm >/dev/null 2>&1; then
@@ -50,7 +50,7 @@ if command -v npm >/dev/null 2>&1; then
     if (cd tests/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
       echo "ensure-tools: installed Juspay's Node SDK into tests/node"
     else
-      echo "ensure-tools: WARNING: npm ci in tests/node failed; tests/test_jwt_webhooks.py will fail" >&2
+      echo "ensure-tools: WARNING: npm ci in tests/node failed; tests/web/test_jwt_webhooks.py will fail" >&2
     fi
   fi
 fi

@@ -44,7 +44,7 @@ from tests.conftest import (
     make_settings,
 )
 from tests.support.processes import RedisProcess
-from tests.test_jwt_webhooks import (
+from tests.web.test_jwt_webhooks import (
     KID,
     Keys,
     _pem_pair,

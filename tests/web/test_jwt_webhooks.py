@@ -25,7 +25,7 @@ from proxy.web.webhook_jwt import JwtKeyring, WebhookTokenError
 
 NOW = 1_790_000_000.0  # the keyrings' clock
 KID = "key_ccccda97e8b4d1bad6ca72c1"  # the kid of the merchant's JWT key (Juspay's sample style)
-NODE_DIR = Path(__file__).parent / "node"
+NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 
 
 @dataclass(frozen=True)

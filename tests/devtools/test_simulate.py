@@ -22,7 +22,7 @@ from typing import Any
 from proxy.devtools.simulator import create_simulator_app
 from tests.support.processes import ServiceProcess, free_port, proxy_process
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 SHOP, TRAVEL = "m_shop", "m_travel"
 SHOP_KEY, TRAVEL_KEY = "shop_key_0123456789", "travel_key_9876543210"

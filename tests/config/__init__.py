@@ -1,0 +1,1 @@
+"""Tests of configuration: loading, validation, describe() and secrets."""

@@ -1,0 +1,1 @@
+"""End-to-end tests: whole proxies (and replicas, Redis Cluster, faults, histories)."""

@@ -1,0 +1,1 @@
+"""Tests of the Juspay client: failures, retries, the circuit breaker and bulkhead."""

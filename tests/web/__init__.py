@@ -1,0 +1,1 @@
+"""Tests of the HTTP edge: validation, auth, rate limits, webhooks, internal routes, OpenAPI."""
