@@ -47,23 +47,39 @@ def _merchant_id(name: str, raw: str) -> str:
 
 def _env_merchant(env: Mapping[str, str]) -> MerchantSettings | None:
     merchant_id = env.get("JUSPAY_MERCHANT_ID", "").strip()
-    key = env.get("JUSPAY_API_KEY", "")
-    key_file = env.get("JUSPAY_API_KEY_FILE", "").strip()
     if not merchant_id:
-        if key or key_file:
+        if _env_has_secret(env, "JUSPAY_API_KEY"):
             raise SettingsError("JUSPAY_MERCHANT_ID", "required when JUSPAY_API_KEY is set")
         return None
     merchant_id = _merchant_id("JUSPAY_MERCHANT_ID", merchant_id)
-    if key and key_file:
-        raise SettingsError("JUSPAY_API_KEY", "set either JUSPAY_API_KEY or JUSPAY_API_KEY_FILE")
-    if key_file:
-        secret, path = _secret_from_file("JUSPAY_API_KEY_FILE", key_file)
-        return MerchantSettings(merchant_id, secret, path)
-    if not key:
-        raise SettingsError("JUSPAY_API_KEY", "required (or JUSPAY_API_KEY_FILE)")
-    key = key.strip()
-    _check_secret_text("JUSPAY_API_KEY", key)
-    return MerchantSettings(merchant_id, Secret(key, "env:JUSPAY_API_KEY"))
+    secret, path = _env_secret(
+        env, "JUSPAY_API_KEY", "required (or JUSPAY_API_KEY_FILE)", strip=True
+    )
+    return MerchantSettings(merchant_id, secret, path)
+
+
+def _env_has_secret(env: Mapping[str, str], name: str) -> bool:
+    return bool(env.get(name, "") or env.get(f"{name}_FILE", "").strip())
+
+
+def _env_secret(
+    env: Mapping[str, str], name: str, missing: str, *, strip: bool
+) -> tuple[Secret, Path | None]:
+    """The secret in the environment variable `name`, or in the file `name`_FILE names (exactly
+    one of them; `missing` says why neither will do). `strip`: the value may carry spaces."""
+    value = env.get(name, "")
+    file_name = f"{name}_FILE"
+    path_text = env.get(file_name, "").strip()
+    if value and path_text:
+        raise SettingsError(name, f"set either {name} or {file_name}")
+    if path_text:
+        return _secret_from_file(file_name, path_text)
+    if not value:
+        raise SettingsError(name, missing)
+    if strip:
+        value = value.strip()
+    _check_secret_text(name, value)
+    return Secret(value, f"env:{name}"), None
 
 
 def _toml_merchant(
@@ -295,27 +311,16 @@ def _jwt_max_age(name: str, raw: str | float | None) -> float:
 
 def webhook_from_env(env: Mapping[str, str]) -> WebhookSettings | None:
     username = env.get("JUSPAY_WEBHOOK_USERNAME", "").strip()
-    password = env.get("JUSPAY_WEBHOOK_PASSWORD", "")
-    password_file = env.get("JUSPAY_WEBHOOK_PASSWORD_FILE", "").strip()
     if not username:
-        if password or password_file:
+        if _env_has_secret(env, "JUSPAY_WEBHOOK_PASSWORD"):
             raise SettingsError(
                 "JUSPAY_WEBHOOK_USERNAME", "required when a webhook password is set"
             )
         return None
-    if password and password_file:
-        raise SettingsError(
-            "JUSPAY_WEBHOOK_PASSWORD",
-            "set either JUSPAY_WEBHOOK_PASSWORD or JUSPAY_WEBHOOK_PASSWORD_FILE",
-        )
-    path: Path | None = None
-    if password_file:
-        secret, path = _secret_from_file("JUSPAY_WEBHOOK_PASSWORD_FILE", password_file)
-    elif password:
-        _check_secret_text("JUSPAY_WEBHOOK_PASSWORD", password)
-        secret = Secret(password, "env:JUSPAY_WEBHOOK_PASSWORD")
-    else:
-        raise SettingsError(
-            "JUSPAY_WEBHOOK_PASSWORD", "required when JUSPAY_WEBHOOK_USERNAME is set (or _FILE)"
-        )
+    secret, path = _env_secret(
+        env,
+        "JUSPAY_WEBHOOK_PASSWORD",
+        "required when JUSPAY_WEBHOOK_USERNAME is set (or _FILE)",
+        strip=False,
+    )
     return WebhookSettings(username=username, password=secret, password_file=path)

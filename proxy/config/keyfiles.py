@@ -62,11 +62,7 @@ def parse_private(path: Path, text: str) -> RSAKey:
         ) from None
     except (ValueError, UnsupportedAlgorithm):
         raise KeyFileError(f"{path}: does not hold a PEM private key") from None
-    if not isinstance(key, RSAPrivateKey):
-        raise KeyFileError(f"{path}: holds a private key that is not RSA")
-    if key.key_size < MIN_RSA_BITS:
-        raise KeyFileError(f"{path}: RSA key of {key.key_size} bits; at least {MIN_RSA_BITS}")
-    return RSAKey.import_key(key)
+    return _rsa(path, key, "private")
 
 
 def parse_public(path: Path, text: str) -> RSAKey:
@@ -84,8 +80,13 @@ def parse_public(path: Path, text: str) -> RSAKey:
             key = serialization.load_pem_public_key(data)
     except (ValueError, UnsupportedAlgorithm):
         raise KeyFileError(f"{path}: does not hold a PEM public key or certificate") from None
-    if not isinstance(key, RSAPublicKey):
-        raise KeyFileError(f"{path}: holds a public key that is not RSA")
+    return _rsa(path, key, "public")
+
+
+def _rsa(path: Path, key: object, kind: str) -> RSAKey:
+    """`key` as a JWK if it is an RSA key of at least MIN_RSA_BITS, else KeyFileError."""
+    if not isinstance(key, RSAPrivateKey | RSAPublicKey):
+        raise KeyFileError(f"{path}: holds a {kind} key that is not RSA")
     if key.key_size < MIN_RSA_BITS:
         raise KeyFileError(f"{path}: RSA key of {key.key_size} bits; at least {MIN_RSA_BITS}")
     return RSAKey.import_key(key)

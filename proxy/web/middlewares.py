@@ -108,16 +108,19 @@ def _write_request_line(
     if sink is None:
         return
     # Positional: the field order of AccessLine (cheaper than keywords, on every request).
+    head = (
+        record.request_id,
+        "request",
+        request.method,
+        record.route,
+        status,
+        round(duration * 1000, 3),
+        "info" if info else "debug",
+        accesslog.timestamp(),
+    )
     if counted:
         line = AccessLine(
-            record.request_id,
-            "request",
-            request.method,
-            record.route,
-            status,
-            round(duration * 1000, 3),
-            "info",
-            accesslog.timestamp(),
+            *head,
             record.cache,
             record.merchant_id,
             record.order_id,
@@ -128,17 +131,7 @@ def _write_request_line(
             record.coalesced,
         )
     else:
-        line = AccessLine(
-            record.request_id,
-            "request",
-            request.method,
-            record.route,
-            status,
-            round(duration * 1000, 3),
-            "info" if info else "debug",
-            accesslog.timestamp(),
-            path=request.path[:200] if info else None,
-        )
+        line = AccessLine(*head, path=request.path[:200] if info else None)
     sink.write_line(accesslog.encode_line(line))
 
 
