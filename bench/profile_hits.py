@@ -58,7 +58,6 @@ NATIVE = ["--native", "--rate", "50"]
 _LINE = re.compile(r":\d+\)$")
 # Leaf files grouped by what they are, for the per-package summary.
 _PACKAGES = (
-    ("proxy/", "proxy (our code)"),
     ("aiohttp/", "aiohttp"),
     ("prometheus_client/", "prometheus_client"),
     ("structlog/", "structlog"),
@@ -79,13 +78,24 @@ def _frame(raw: str) -> str:
     frame = _LINE.sub(")", raw)
     name, _, where = frame.partition(" (")
     parts = where.rstrip(")").split("/")
+    if "proxy" in parts[:-1]:  # the proxy's own modules keep their package: proxy/web/handlers.py
+        parts = parts[len(parts) - 1 - parts[::-1].index("proxy") :]
+        return f"{name} ({'/'.join(parts)})"
+    if "site-packages" in parts:  # an installed package: from its top, redis/asyncio/client.py
+        return f"{name} ({'/'.join(parts[parts.index('site-packages') + 1 :])})"
     return f"{name} ({'/'.join(parts[-2:])})" if where else name
 
 
 def _package(frame: str) -> str:
     where = frame.partition(" (")[2]
+    if where.startswith("proxy/"):
+        # Per package of the proxy (proxy/web, proxy/core, ...), or "proxy" for its top modules.
+        rest = where.partition("/")[2]
+        return f"proxy/{rest.split('/')[0]}" if "/" in rest else "proxy"
+    # Package or module names along the path: aiohttp/web.py -> aiohttp, python3.11/enum.py -> enum
+    names = {part.removesuffix(".py") for part in where.rstrip(")").split("/")}
     for marker, label in _PACKAGES:
-        if marker in where or where.startswith(marker.rstrip("/")):
+        if marker.rstrip("/") in names:
             return label
     return where.rstrip(")") or "other"
 

@@ -73,6 +73,7 @@ class AccessLine(msgspec.Struct, omit_defaults=True):
 
 
 _encode = msgspec.json.Encoder().encode
+_now = time.time
 _second = -1
 _prefix = ""
 
@@ -81,12 +82,18 @@ def timestamp() -> str:
     """UTC, ISO 8601 with microseconds and a Z, as structlog's TimeStamper(fmt="iso") writes;
     the date and time part is formatted once per second."""
     global _second, _prefix  # noqa: PLW0603 - a per-process cache of one formatted second
-    now = time.time()
+    now = _now()
     second = int(now)
     if second != _second:
         _prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         _second = second
-    return f"{_prefix}.{int((now - second) * 1_000_000):06d}Z"
+    # %-formatting: about half the cost of an f-string with a format spec, on every line.
+    return "%s.%06dZ" % (_prefix, (now - second) * 1_000_000)  # noqa: UP031
+
+
+def milliseconds(seconds: float) -> float:
+    """A duration for the log: milliseconds, to the microsecond (cheaper than round())."""
+    return int(seconds * 1_000_000 + 0.5) / 1000
 
 
 def encode_line(line: AccessLine) -> bytes:

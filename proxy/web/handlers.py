@@ -14,6 +14,7 @@ from proxy.core import validators
 from proxy.core.errors import BadRequest, Forbidden, ProxyError, error_body
 from proxy.core.orders import Miss, OrderAnswer, OrderQuery, OrderService
 from proxy.core.waits import is_settled
+from proxy.observe import accesslog
 from proxy.web.ratelimit import upstream_admit
 
 FULL_GATEWAY_RESPONSE = "options.add_full_gateway_response"
@@ -137,7 +138,7 @@ def order_response(
     if answer.upstream_status is not None:
         record.upstream_status = answer.upstream_status
     if answer.upstream_elapsed is not None:
-        record.upstream_ms = round(answer.upstream_elapsed * 1000, 3)
+        record.upstream_ms = accesslog.milliseconds(answer.upstream_elapsed)
     headers = {
         "X-Cache": answer.cache.header,
         "ETag": entry.etag,

@@ -114,7 +114,7 @@ def _write_request_line(
         request.method,
         record.route,
         status,
-        round(duration * 1000, 3),
+        accesslog.milliseconds(duration),
         "info" if info else "debug",
         accesslog.timestamp(),
     )
@@ -143,7 +143,7 @@ def _log_request(
         "method": request.method,
         "route": record.route,
         "status": status,
-        "duration_ms": round(duration * 1000, 3),
+        "duration_ms": accesslog.milliseconds(duration),
     }
     if counted:
         fields["cache"] = record.cache
