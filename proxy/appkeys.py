@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import msgspec
 from aiohttp import web
 
 from proxy.cache.bus import EventBus
@@ -29,8 +30,7 @@ class Lifecycle:
     draining: bool = False
 
 
-@dataclass(slots=True)
-class RequestRecord:
+class RequestRecord(msgspec.Struct):
     """What the per-request log line and metrics need, filled in as the request goes."""
 
     request_id: str

@@ -22,7 +22,7 @@ import enum
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import msgspec
 import structlog
@@ -68,8 +68,7 @@ class CacheResult(enum.StrEnum):
         return "MISS" if self is CacheResult.ERROR else self.value.upper()
 
 
-@dataclass(frozen=True, slots=True)
-class OrderQuery:
+class OrderQuery(msgspec.Struct, frozen=True):
     """A validated request for one order, as the caller asked for it."""
 
     merchant_id: str
@@ -87,11 +86,12 @@ class OrderQuery:
 
 def fresh(query: OrderQuery) -> OrderQuery:
     """The same query as a no-cache read starting now."""
-    return replace(query, no_cache=True, not_before=asyncio.get_running_loop().time())
+    return msgspec.structs.replace(
+        query, no_cache=True, not_before=asyncio.get_running_loop().time()
+    )
 
 
-@dataclass(frozen=True, slots=True)
-class OrderAnswer:
+class OrderAnswer(msgspec.Struct, frozen=True):
     """An order's answer, and how it was produced (for X-Cache, Age and the request record)."""
 
     entry: CachedEntry
@@ -102,8 +102,7 @@ class OrderAnswer:
     upstream_elapsed: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Miss:
+class Miss(msgspec.Struct, frozen=True):
     """A read the cache did not answer (a miss, a failed lookup or a no-cache read): what
     `fetch` needs to answer it from Juspay."""
 

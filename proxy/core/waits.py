@@ -15,8 +15,9 @@ import asyncio
 import contextlib
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
+import msgspec
 import structlog
 
 from proxy.cache.bus import INVALIDATED, EventBus
@@ -167,7 +168,7 @@ class WaitRegistry:
             if answer.cache is CacheResult.BYPASS:
                 # The schedule's own fresh read: to its waiters it is an upstream read, a
                 # MISS (X-Cache: BYPASS means the caller itself sent no-cache).
-                answer = replace(answer, cache=CacheResult.MISS)
+                answer = msgspec.structs.replace(answer, cache=CacheResult.MISS)
             watch.latest = answer
             if is_settled(answer):
                 self._metrics.wait_wakeups.labels(cause=cause).inc()

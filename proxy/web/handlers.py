@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 
 import msgspec
 from aiohttp import web
@@ -71,7 +70,7 @@ def parse_order_query(request: web.Request, raw_order_id: str | None) -> OrderQu
     # One payment attempt: forwarded and keyed (a batch names many orders, so not there).
     txn_uuid = _single(request, TXN_UUID)
     if txn_uuid is not None:
-        query = replace(query, txn_uuid=validators.txn_uuid(txn_uuid))
+        query = msgspec.structs.replace(query, txn_uuid=validators.txn_uuid(txn_uuid))
     return query
 
 
@@ -257,7 +256,7 @@ async def batch_get(request: web.Request) -> web.Response:
     async def one(raw_id: str) -> bytes:
         try:
             order_id = validators.order_id(raw_id)
-            found = await service.lookup(replace(template, order_id=order_id))
+            found = await service.lookup(msgspec.structs.replace(template, order_id=order_id))
             answer = (
                 found if isinstance(found, OrderAnswer) else await _fetch(service, found, admit)
             )
