@@ -1,11 +1,13 @@
 """Profile the proxy's HIT paths with py-spy: where does one cache hit spend its CPU?
 
-    .venv/bin/python -m bench.profile_hits [--layer memory redis bare] [--seconds 8]
+    .venv/bin/python -m bench.profile_hits [--layer memory redis bare miss forward] [--seconds 8]
 
 Needs py-spy (`.venv/bin/pip install py-spy`; not a project dependency). For each layer it
 starts the simulator (and redis-server), runs `order-proxy serve` pinned to core 0 exactly as
 bench.run does (or, for `bare`, the bare aiohttp ceiling), primes the bench order and drives
-it with wrk from core 1 while py-spy samples it twice:
+it with wrk from core 1 while py-spy samples it twice. `miss` is the MISS path instead (never
+cached PENDING_VBV orders, cycling over 256 as bench.run does), `forward` its ceiling (a plain
+aiohttp app forwarding to the simulator).
 
 1. without pausing it (--nonblocking, 500 Hz): self time per function and per package, and
    the CPU time per request over the same window, which turns every share into microseconds;
@@ -41,6 +43,8 @@ from bench.harness import (
 )
 from bench.run import (
     HIT_ORDER,
+    PENDING_CYCLE,
+    PENDING_PREFIX,
     RESULTS,
     Config,
     _interrupt,
@@ -140,7 +144,14 @@ def analyse(collapsed: str, us_per_request: float) -> dict[str, Any]:
 
 
 def _sample(
-    pinning: Pinning, pid: int, port: int, path: str, *, seconds: float, flags: list[str]
+    pinning: Pinning,
+    pid: int,
+    port: int,
+    path: str,
+    *,
+    seconds: float,
+    flags: list[str],
+    script_args: tuple[str, ...] = (),
 ) -> tuple[str, float, float]:
     """py-spy on the proxy while wrk loads it: collapsed stacks, req/s, CPU us per request."""
     with tempfile.TemporaryDirectory(prefix="order-proxy-spy-") as tmp_name:
@@ -148,7 +159,7 @@ def _sample(
         wrk_result: dict[str, Any] = {}
 
         def load() -> None:
-            wrk_result.update(run_wrk(pinning, port, path, seconds + 2))
+            wrk_result.update(run_wrk(pinning, port, path, seconds + 2, script_args=script_args))
 
         before = cpu_seconds(pid)
         loader = threading.Thread(target=load)
@@ -176,23 +187,44 @@ def profile_layer(
         procs = Processes(tmp, pinning)
         try:
             env = setup_env(env_cfg, pinning, procs, tmp)
+            script_args: tuple[str, ...] = ()
             if layer == "bare":
                 proc, port = start_python_server(
                     env, "ceiling_bare", "--body-file", str(env.body_file)
                 )
+            elif layer == "forward":
+                upstream = f"http://127.0.0.1:{env.sim_port}"
+                proc, port = start_python_server(env, "ceiling_forward", "--upstream", upstream)
             else:
                 proc, port = start_proxy(
                     env, f"proxy-{layer}", redis=layer == "redis", log_level=log_level
                 )
-            path = f"/orders/{HIT_ORDER}"
-            expect(port, path, body=env.body)
-            expect(port, path, body=env.body, x_cache=None if layer == "bare" else "HIT")
-            run_wrk(pinning, port, path, 2.0)  # warm-up
+            if layer in ("miss", "forward"):
+                path, script_args = "/", PENDING_CYCLE
+                expect(port, f"/orders/{PENDING_PREFIX}0", body=None)
+                run_wrk(pinning, port, path, 2.0, script_args=script_args)  # warm-up
+            else:
+                path = f"/orders/{HIT_ORDER}"
+                expect(port, path, body=env.body)
+                expect(port, path, body=env.body, x_cache=None if layer == "bare" else "HIT")
+                run_wrk(pinning, port, path, 2.0)  # warm-up
             flat, rps, us_per_request = _sample(
-                pinning, proc.pid, port, path, seconds=seconds, flags=NONBLOCKING
+                pinning,
+                proc.pid,
+                port,
+                path,
+                seconds=seconds,
+                flags=NONBLOCKING,
+                script_args=script_args,
             )
             whole, native_rps, _ = _sample(
-                pinning, proc.pid, port, path, seconds=seconds, flags=NATIVE
+                pinning,
+                proc.pid,
+                port,
+                path,
+                seconds=seconds,
+                flags=NATIVE,
+                script_args=script_args,
             )
         finally:
             procs.close()
@@ -218,7 +250,7 @@ def profile_layer(
 
 def report(result: dict[str, Any]) -> None:
     print(
-        f"\n=== {result['layer']} HIT: {result['cpu_us_per_req']:.0f} us CPU/req at "
+        f"\n=== {result['layer']}: {result['cpu_us_per_req']:.0f} us CPU/req at "
         f"{result['rps_while_sampled']:,.0f} req/s ({result['samples']} samples, proxy not "
         f"paused); inclusive from --native ({result['samples_native']} samples, "
         f"{result['rps_while_sampled_native']:,.0f} req/s while paused per sample); "
@@ -241,9 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--layer",
         nargs="+",
-        choices=("memory", "redis", "bare"),
+        choices=("memory", "redis", "bare", "miss", "forward"),
         default=["memory", "redis"],
-        help="what to profile: the proxy's in-process or Redis HIT, or the bare aiohttp ceiling",
+        help="what to profile: the proxy's in-process or Redis HIT, the bare aiohttp ceiling, "
+        "the MISS path or its forwarding ceiling",
     )
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument(
