@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Final
-
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
-from joserfc.jwk import RSAKey
+from typing import TYPE_CHECKING, Final
 
 from proxy.config.secrets import read_secret_file
+
+# cryptography and joserfc cost ~9 MiB of memory: imported when a key file is parsed, so a
+# proxy without JWT webhooks never loads them.
+if TYPE_CHECKING:
+    from joserfc.jwk import RSAKey
 
 MIN_RSA_BITS: Final = 2048
 # Juspay retries a delivery for about 24 hours and a retry keeps the event's date_created, so
@@ -51,6 +50,9 @@ def read_key_file(path: Path) -> str:
 
 
 def parse_private(path: Path, text: str) -> RSAKey:
+    from cryptography.exceptions import UnsupportedAlgorithm  # noqa: PLC0415 - see the top
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
     data = text.encode()
     if b"-----BEGIN" not in data:
         raise KeyFileError(f"{path}: is not a PEM file")
@@ -66,6 +68,10 @@ def parse_private(path: Path, text: str) -> RSAKey:
 
 
 def parse_public(path: Path, text: str) -> RSAKey:
+    from cryptography import x509  # noqa: PLC0415 - see the imports at the top
+    from cryptography.exceptions import UnsupportedAlgorithm  # noqa: PLC0415
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
     data = text.encode()
     if b"PRIVATE KEY-----" in data:
         # Juspay's public key is what verifies; a private key here is a mix-up (and a leak).
@@ -85,6 +91,12 @@ def parse_public(path: Path, text: str) -> RSAKey:
 
 def _rsa(path: Path, key: object, kind: str) -> RSAKey:
     """`key` as a JWK if it is an RSA key of at least MIN_RSA_BITS, else KeyFileError."""
+    from cryptography.hazmat.primitives.asymmetric.rsa import (  # noqa: PLC0415 - see the top
+        RSAPrivateKey,
+        RSAPublicKey,
+    )
+    from joserfc.jwk import RSAKey  # noqa: PLC0415
+
     if not isinstance(key, RSAPrivateKey | RSAPublicKey):
         raise KeyFileError(f"{path}: holds a {kind} key that is not RSA")
     if key.key_size < MIN_RSA_BITS:

@@ -12,21 +12,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 import structlog
-from joserfc import jwe, jws
-from joserfc.errors import (
-    BadSignatureError,
-    ExceededSizeError,
-    InvalidHeaderValueError,
-    JoseError,
-    MissingCritHeaderError,
-    UnsupportedAlgorithmError,
-    UnsupportedHeaderError,
-)
-from joserfc.jwk import RSAKey
 
 # Key files are read by config (checked at start-up); loading them is also part of this API.
 from proxy.config.keyfiles import (
@@ -40,6 +29,11 @@ from proxy.config.keyfiles import (
     valid_kid,
 )
 from proxy.config.secrets import Secret, SecretFile
+
+# joserfc (and cryptography under it) cost ~9 MiB of memory: imported only by a keyring, so a
+# proxy without JWT webhooks never loads them.
+if TYPE_CHECKING:
+    from joserfc.jwk import RSAKey
 
 log = structlog.get_logger("proxy.web.webhook_jwt")
 
@@ -276,6 +270,8 @@ class JwtKeyring:
         self._seen: OrderedDict[bytes, float] = OrderedDict()
         self._seen_max = max(1, replay_cache_size)
         self._lock = threading.Lock()  # verify may run in a worker thread (RSA costs ~1 ms)
+        from joserfc import jwe, jws  # noqa: PLC0415 - see the imports at the top
+
         self._jwe_registry = jwe.JWERegistry(
             algorithms=[*sorted(KEY_ALGORITHMS), CONTENT_ENCRYPTION], strict_check_header=False
         )
@@ -361,17 +357,23 @@ class JwtKeyring:
             raise WebhookTokenError(BAD_ALGORITHM, kid=kid)
         if _REFUSED_HEADERS & header.keys():
             raise WebhookTokenError(BAD_HEADER, kid=kid)
+        from joserfc import errors, jwe  # noqa: PLC0415 - see the imports at the top
+
         candidates = self._candidates(self._private, named, kid)
         for candidate_kid, key_file in candidates:
             try:
                 opened = jwe.decrypt_compact(raw, key_file.get(), registry=self._jwe_registry)
-            except ExceededSizeError:
+            except errors.ExceededSizeError:
                 raise WebhookTokenError(MALFORMED, kid=kid) from None
-            except UnsupportedAlgorithmError:
+            except errors.UnsupportedAlgorithmError:
                 raise WebhookTokenError(BAD_ALGORITHM, kid=kid) from None
-            except (UnsupportedHeaderError, MissingCritHeaderError, InvalidHeaderValueError):
+            except (
+                errors.UnsupportedHeaderError,
+                errors.MissingCritHeaderError,
+                errors.InvalidHeaderValueError,
+            ):
                 raise WebhookTokenError(BAD_HEADER, kid=kid) from None
-            except (JoseError, ValueError):
+            except (errors.JoseError, ValueError):
                 continue  # wrong key or tampered: try the next one, if any
             if opened.plaintext is None:
                 continue
@@ -399,18 +401,24 @@ class JwtKeyring:
             raise WebhookTokenError(BAD_ALGORITHM, kid=kid)
         if _REFUSED_HEADERS & header.keys():
             raise WebhookTokenError(BAD_HEADER, kid=kid)
+        from joserfc import errors, jws  # noqa: PLC0415 - see the imports at the top
+
         for candidate_kid, key_file in self._candidates(self._public, named, kid):
             try:
                 verified = jws.deserialize_compact(
                     signed, key_file.get(), registry=self._jws_registry
                 )
-            except BadSignatureError:
+            except errors.BadSignatureError:
                 continue
-            except UnsupportedAlgorithmError:
+            except errors.UnsupportedAlgorithmError:
                 raise WebhookTokenError(BAD_ALGORITHM, kid=kid) from None
-            except (UnsupportedHeaderError, MissingCritHeaderError, InvalidHeaderValueError):
+            except (
+                errors.UnsupportedHeaderError,
+                errors.MissingCritHeaderError,
+                errors.InvalidHeaderValueError,
+            ):
                 raise WebhookTokenError(BAD_HEADER, kid=kid) from None
-            except (JoseError, ValueError):
+            except (errors.JoseError, ValueError):
                 raise WebhookTokenError(MALFORMED, kid=kid) from None
             return candidate_kid, verified.payload, parts[2]
         raise WebhookTokenError(BAD_SIGNATURE, kid=kid)

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -549,3 +550,40 @@ def test_jwt_environment_without_a_merchant_or_a_kid_is_refused(keys: Keys) -> N
         load_settings({**base, **files})
     with pytest.raises(SettingsError, match=r"^JUSPAY_WEBHOOK_JWT_PRIVATE_KEY_FILE: applies"):
         load_settings({**files, "JUSPAY_WEBHOOK_JWT_KID": KID, "PROXY_CONFIG_FILE": ""})
+
+
+_LOADED_JOSE = """
+import sys
+from proxy.app import create_app
+from proxy.config import load_settings
+env = {"JUSPAY_MERCHANT_ID": "m1", "JUSPAY_API_KEY": "k", "JUSPAY_BASE_URL": "http://127.0.0.1:9"}
+env.update(dict(arg.split("=", 1) for arg in sys.argv[1:]))
+create_app(load_settings(env))
+heavy = ("joserfc", "cryptography.hazmat")
+print(sorted({m.split(".")[0] for m in sys.modules if m.startswith(heavy)}))
+"""
+
+
+def _jose_modules_after_start_up(*env: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", _LOADED_JOSE, *env],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def test_a_proxy_without_jwt_webhooks_does_not_load_joserfc_or_cryptography() -> None:
+    # They cost ~9 MiB of every replica's memory; only JWT keyrings need them.
+    assert _jose_modules_after_start_up() == "[]"
+
+
+def test_a_proxy_with_jwt_webhooks_loads_them_to_check_its_keys(keys: Keys) -> None:
+    loaded = _jose_modules_after_start_up(
+        f"JUSPAY_WEBHOOK_JWT_KID={KID}",
+        f"JUSPAY_WEBHOOK_JWT_PRIVATE_KEY_FILE={keys.file('m.pem', keys.merchant.private)}",
+        f"JUSPAY_WEBHOOK_JWT_PUBLIC_KEY_FILE={keys.file('j.pem', keys.juspay.public)}",
+    )
+    assert loaded == "['cryptography', 'joserfc']"
