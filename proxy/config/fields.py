@@ -6,9 +6,9 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from msgspec import Meta
 
@@ -108,23 +108,37 @@ def scalar(given: Given, kind: Any, low: Any, high: Any) -> Any:
 
 
 def number(name: str, raw: str | float, *, low: float, high: float) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(name, f"must be a number, got {raw!r}") from None
-    if not math.isfinite(value) or not low <= value <= high:
-        raise SettingsError(name, f"must be between {low:g} and {high:g}, got {raw!r}")
-    return value
+    return _bounded(name, raw, float, "a number", low=low, high=high)
 
 
 def integer(name: str, raw: str | int, *, low: int, high: int) -> int:
+    return _bounded(name, raw, int, "a whole number", low=low, high=high)
+
+
+_Number = TypeVar("_Number", int, float)
+
+
+def _bounded(
+    name: str,
+    raw: object,
+    kind: Callable[[Any], _Number],
+    what: str,
+    *,
+    low: _Number,
+    high: _Number,
+) -> _Number:
+    """`raw` converted by `kind` and within [low, high], else a SettingsError saying so."""
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise SettingsError(name, f"must be a whole number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise SettingsError(name, f"must be between {low} and {high}, got {raw!r}")
+        raise SettingsError(name, f"must be {what}, got {raw!r}") from None
+    if not (math.isfinite(value) and low <= value <= high):
+        raise SettingsError(name, f"must be between {_shown(low)} and {_shown(high)}, got {raw!r}")
     return value
+
+
+def _shown(bound: float) -> str:
+    return f"{bound:g}" if isinstance(bound, float) else str(bound)
 
 
 def boolean(name: str, raw: str | bool) -> bool:

@@ -365,15 +365,10 @@ class JwtKeyring:
                 opened = jwe.decrypt_compact(raw, key_file.get(), registry=self._jwe_registry)
             except errors.ExceededSizeError:
                 raise WebhookTokenError(MALFORMED, kid=kid) from None
-            except errors.UnsupportedAlgorithmError:
-                raise WebhookTokenError(BAD_ALGORITHM, kid=kid) from None
-            except (
-                errors.UnsupportedHeaderError,
-                errors.MissingCritHeaderError,
-                errors.InvalidHeaderValueError,
-            ):
-                raise WebhookTokenError(BAD_HEADER, kid=kid) from None
-            except (errors.JoseError, ValueError):
+            except (errors.JoseError, ValueError) as exc:
+                reason = _refused(exc)
+                if reason is not None:
+                    raise WebhookTokenError(reason, kid=kid) from None
                 continue  # wrong key or tampered: try the next one, if any
             if opened.plaintext is None:
                 continue
@@ -410,16 +405,8 @@ class JwtKeyring:
                 )
             except errors.BadSignatureError:
                 continue
-            except errors.UnsupportedAlgorithmError:
-                raise WebhookTokenError(BAD_ALGORITHM, kid=kid) from None
-            except (
-                errors.UnsupportedHeaderError,
-                errors.MissingCritHeaderError,
-                errors.InvalidHeaderValueError,
-            ):
-                raise WebhookTokenError(BAD_HEADER, kid=kid) from None
-            except (errors.JoseError, ValueError):
-                raise WebhookTokenError(MALFORMED, kid=kid) from None
+            except (errors.JoseError, ValueError) as exc:
+                raise WebhookTokenError(_refused(exc) or MALFORMED, kid=kid) from None
             return candidate_kid, verified.payload, parts[2]
         raise WebhookTokenError(BAD_SIGNATURE, kid=kid)
 
@@ -460,6 +447,22 @@ class JwtKeyring:
 
     def __repr__(self) -> str:
         return f"JwtKeyring(kids={list(self._private)!r}, signing_kids={list(self._public)!r})"
+
+
+def _refused(exc: Exception) -> str | None:
+    """Why joserfc's error refuses the token whatever the key (None: only this key failed)."""
+    from joserfc import errors  # noqa: PLC0415 - see the imports at the top
+
+    if isinstance(exc, errors.UnsupportedAlgorithmError):
+        return BAD_ALGORITHM
+    if isinstance(
+        exc,
+        errors.UnsupportedHeaderError
+        | errors.MissingCritHeaderError
+        | errors.InvalidHeaderValueError,
+    ):
+        return BAD_HEADER
+    return None
 
 
 def _epoch(event: dict[str, Any], name: str) -> float | None:
