@@ -1,4 +1,4 @@
-"""The one error tree of the proxy, and its single mapping to Juspay-shaped HTTP answers.
+"""The one error tree of the proxy: each error's HTTP status, code and messages as data.
 
     ProxyError                      500  (status, error_code, category; never carries a secret)
     ├── BadRequest                  400  bad order id, header, query or body
@@ -23,14 +23,10 @@
 Low-level exceptions (aiohttp, redis, msgspec) are translated once, where they happen, with
 `raise Specific(...) from exc`; Redis trouble becomes the cache's CacheUnavailable, which a
 read absorbs (it asks Juspay) and an invalidation turns into CacheUnavailableError.
+`proxy.web.errors` is the one place an error becomes an HTTP answer.
 """
 
 from __future__ import annotations
-
-import msgspec
-from aiohttp import web
-
-from proxy.core.models import ErrorBody, ErrorInfo
 
 
 class ProxyError(Exception):
@@ -168,33 +164,3 @@ class UpstreamTimeout(UpstreamError):
     error_code = "upstream_timeout"
     outcome = "timeout"
     user_message = "The payment service did not answer in time. Please retry."
-
-
-_ERROR_ENCODER = msgspec.json.Encoder()
-
-
-def error_body(err: ProxyError) -> bytes:
-    """Juspay's error shape, so SDKs that parse Juspay errors parse ours too."""
-    body = ErrorBody(
-        status="error",
-        error_code=err.error_code,
-        error_message=err.developer_message,
-        error_info=ErrorInfo(
-            code=err.error_code.upper(),
-            category=err.category,
-            user_message=err.user_message,
-            developer_message=err.developer_message,
-        ),
-    )
-    return _ERROR_ENCODER.encode(body)
-
-
-def error_response(err: ProxyError, headers: dict[str, str] | None = None) -> web.Response:
-    """The single place where a ProxyError becomes an HTTP answer."""
-    out = dict(headers or {})
-    if err.retry_after is not None:
-        out["Retry-After"] = str(err.retry_after)
-    out["Cache-Control"] = "no-store"
-    return web.Response(
-        status=err.status, body=error_body(err), content_type="application/json", headers=out
-    )

@@ -24,7 +24,8 @@ from aiohttp_basicauth import BasicAuthMiddleware
 from proxy.appkeys import CLIENT, METRICS
 from proxy.config.secrets import Secret, SecretFile
 from proxy.config.settings import ClientSettings, Settings, WebhookSettings
-from proxy.core.errors import Forbidden, Unauthorized, error_response
+from proxy.core.errors import Forbidden, Unauthorized
+from proxy.web.errors import error_response
 from proxy.web.webhook_jwt import JwtKeyring
 
 if TYPE_CHECKING:

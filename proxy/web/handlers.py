@@ -10,10 +10,11 @@ from aiohttp import web
 
 from proxy.appkeys import CLIENT, DECODERS, METRICS, ORDER_SERVICE, RECORD, SETTINGS, WAITS
 from proxy.core import validators
-from proxy.core.errors import BadRequest, Forbidden, ProxyError, error_body
+from proxy.core.errors import BadRequest, Forbidden, ProxyError
 from proxy.core.orders import Miss, OrderAnswer, OrderQuery, OrderService
 from proxy.core.waits import is_settled
 from proxy.observe import accesslog
+from proxy.web.errors import error_body
 from proxy.web.ratelimit import upstream_admit
 
 FULL_GATEWAY_RESPONSE = "options.add_full_gateway_response"

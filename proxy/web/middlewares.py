@@ -17,10 +17,10 @@ from proxy.core.errors import (
     NotFoundError,
     PayloadTooLarge,
     ProxyError,
-    error_response,
 )
 from proxy.observe import accesslog
 from proxy.observe.accesslog import REQUEST_ID, AccessLine
+from proxy.web.errors import error_response
 from proxy.web.routes import UNMATCHED, Route
 
 log = structlog.get_logger("proxy.access")

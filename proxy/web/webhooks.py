@@ -45,12 +45,12 @@ from proxy.core.errors import (
     CacheUnavailableError,
     Forbidden,
     Unauthorized,
-    error_response,
 )
 from proxy.core.models import WebhookEvent
 from proxy.observe.metrics import Metrics
 from proxy.web import webhook_jwt
 from proxy.web.auth import WebhookAuth
+from proxy.web.errors import error_response
 from proxy.web.webhook_jwt import JwtKeyring, VerifiedWebhook, WebhookTokenError
 
 log = structlog.get_logger("proxy.web.webhooks")
