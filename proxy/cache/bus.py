@@ -149,7 +149,12 @@ class EventBus:
             if not future.done():
                 future.set_result(kind)
         for listener in self._listeners.get(kind, ()):
-            listener(key)
+            try:
+                listener(key)
+            except Exception:
+                # A listener's bug must not drop the link (which would empty every in-process
+                # cache and keep doing so for each such message), nor starve the listeners after it.
+                log.exception("bus_listener_failed", kind=kind)
 
     def _set_health(self, healthy: bool) -> None:
         if healthy == self.subscribed.is_set():

@@ -122,3 +122,25 @@ async def test_the_bus_goes_dead_when_redis_exits_and_live_again_after_a_restart
     b.listen(INVALIDATED, heard.put_nowait)
     assert await a.publish(INVALIDATED, "after")
     assert await asyncio.wait_for(heard.get(), 2) == "after"
+
+
+async def test_a_listener_that_raises_neither_drops_the_link_nor_starves_the_others(
+    make_bus: BusFactory, redis_server: RedisProcess, schema: KeySchema
+) -> None:
+    a, b = make_bus(redis_server.url), make_bus(redis_server.url)
+    await subscribed(a, b)
+    states = states_of(b)
+
+    def broken(key: str) -> None:
+        raise RuntimeError(f"a bug while handling {key}")
+
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    b.listen(INVALIDATED, broken)
+    b.listen(INVALIDATED, heard.put_nowait)
+    first, second = schema.base("m1", "BUS-RAISE-1"), schema.base("m1", "BUS-RAISE-2")
+    assert await a.publish(INVALIDATED, first)
+    assert await a.publish(INVALIDATED, second)
+    assert await asyncio.wait_for(heard.get(), 2) == first
+    assert await asyncio.wait_for(heard.get(), 2) == second
+    assert b.healthy
+    assert states.empty()  # the link never went down
