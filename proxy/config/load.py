@@ -97,6 +97,9 @@ def _upstream(env: Mapping[str, str], values: Mapping[str, Any]) -> UpstreamSett
         **convert(UpstreamSettings, given),
         circuit=_section(CircuitSettings, env, values, CIRCUIT_FIELDS),
     )
+    if version is not None:
+        # Stored as checked: it is sent upstream and is part of every cache key.
+        upstream = replace(upstream, api_version=version.raw.strip())
     base_url = given.get("base_url")
     if base_url is None:
         return upstream

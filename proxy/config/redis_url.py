@@ -99,10 +99,12 @@ def _split_nodes(
     _scheme, sep, rest = url.partition("://")
     if not sep:
         raise ValueError("not a URL")
-    authority, _, path = rest.partition("/")
-    userinfo, at, hosts = authority.rpartition("@")
+    # The userinfo runs to the last "@" (a password may hold an unescaped "/"): what follows
+    # is the nodes and the path, and nothing of the password reaches an error below.
+    userinfo, at, remainder = rest.rpartition("@")
     if not at:
-        hosts, userinfo = authority, ""
+        userinfo, remainder = "", rest
+    hosts, _, path = remainder.partition("/")
     username = password = None
     if userinfo:
         user, colon, secret = userinfo.partition(":")

@@ -84,20 +84,24 @@ class SecretFile:
 
 def mask_url(url: str) -> str:
     """A URL with any password replaced by the mask (what check-config shows)."""
-    scheme, sep, rest = url.partition("://")
-    authority, slash, path = rest.partition("/")
-    userinfo, at, hosts = authority.rpartition("@")
+    scheme, sep, rest = _split_userinfo(url)
+    userinfo, at, after = rest
     if not at or ":" not in userinfo:
         return url
     user = userinfo.partition(":")[0]
-    return f"{scheme}{sep}{user}:{MASK}@{hosts}{slash}{path}"
+    return f"{scheme}{sep}{user}:{MASK}@{after}"
 
 
 def shown_url(url: str) -> str:
     """A URL fit for an error line: any user information (which may be a password) masked."""
-    scheme, sep, rest = url.partition("://")
-    authority, slash, path = rest.partition("/")
-    _userinfo, at, hosts = authority.rpartition("@")
+    scheme, sep, (_userinfo, at, after) = _split_userinfo(url)
     if not at:
         return url
-    return f"{scheme}{sep}{MASK}@{hosts}{slash}{path}"
+    return f"{scheme}{sep}{MASK}@{after}"
+
+
+def _split_userinfo(url: str) -> tuple[str, str, tuple[str, str, str]]:
+    """(scheme, "://", (userinfo, "@", the rest)). The userinfo runs to the last "@", not to
+    the first "/": a password holding an unescaped "/" is still all userinfo, never shown."""
+    scheme, sep, rest = url.partition("://")
+    return scheme, sep, rest.rpartition("@")

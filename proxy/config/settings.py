@@ -3,8 +3,11 @@
 A configurable field is annotated `Annotated[T, Meta(ge=..., le=..., extra=sources(...))]`:
 the bounds it must lie in, and where its value may come from (an environment variable, a key
 of the TOML file, or both; the environment wins). `proxy.config.load` reads these to build
-and check the settings, and `proxy.config.describe` walks the same fields, so neither can
-drift from the schema. A field without sources is not configurable: its default applies.
+and check the settings, and `proxy.config.describe` walks the same fields, so what is shown
+cannot drift from the schema. A field without sources is not read by that generic loader:
+either its default applies, or `proxy.config.credentials` / `clients` build it (merchants,
+secrets, JWT key files, webhook pairs, client keys and their rate limits), within the same
+declared bounds.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ from proxy.core.tasks import BackgroundTasks
 from proxy.observe.metrics import Metrics
 from proxy.upstream.client import JuspayClient, UpstreamCall
 
-log = structlog.get_logger("proxy.core.orders")
+log = structlog.get_logger("proxy.orders")
 
 # A miss whose Redis lookup failed cannot compare generations; it joins only a read this
 # young (an invalidation acknowledged elsewhere is then at most this old when it is served).

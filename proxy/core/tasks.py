@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 
-log = structlog.get_logger("proxy.core.tasks")
+log = structlog.get_logger("proxy.tasks")
 
 
 class BackgroundTasks:

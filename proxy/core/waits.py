@@ -29,7 +29,7 @@ from proxy.core.orders import CacheResult, OrderAnswer, OrderQuery, OrderService
 from proxy.core.policy import StatusClass
 from proxy.observe.metrics import Metrics
 
-log = structlog.get_logger("proxy.core.waits")
+log = structlog.get_logger("proxy.waits")
 
 # Bus event: a replica saw this order (its key base) settle.
 SETTLED = "settled"

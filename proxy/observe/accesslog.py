@@ -256,7 +256,7 @@ class LogSink:
             "dropped_total": self.dropped,
             "detail": "stdout did not keep up; these log lines were not written",
             "level": "warning",
-            "logger": "proxy.observe.logs",
+            "logger": "proxy.logs",
             "timestamp": timestamp(),
         }
         return _encode(line) + b"\n"

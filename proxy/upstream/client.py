@@ -42,7 +42,7 @@ from proxy.observe.metrics import Metrics
 from proxy.upstream.bulkhead import Bulkhead
 from proxy.upstream.circuit import CircuitBreaker, CircuitState
 
-log = structlog.get_logger("proxy.upstream.client")
+log = structlog.get_logger("proxy.upstream")
 
 _AUTH_LOG_EVERY_SECONDS = 10.0
 

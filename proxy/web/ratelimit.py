@@ -46,7 +46,7 @@ from proxy.config.settings import ClientSettings, RateLimit
 from proxy.core.errors import RateLimited
 from proxy.observe.metrics import Metrics
 
-log = structlog.get_logger("proxy.web.ratelimit")
+log = structlog.get_logger("proxy.ratelimit")
 
 SCOPES = ("all", "upstream")
 # After a failed Redis check, checks stay local this long before Redis is tried again.
@@ -185,7 +185,8 @@ class RateLimiter:
             self._refuse(client, scope, limit, wait)
 
     def admit(self, client: ClientSettings, scope: str) -> Callable[[], Awaitable[None]]:
-        """A check to run later (the order service runs the upstream one on a miss)."""
+        """A check to run later (the handler runs the upstream one on a miss, before
+        `OrderService.fetch`)."""
 
         async def check() -> None:
             await self.acquire(client, scope)
@@ -238,7 +239,7 @@ async def limit_requests(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 def upstream_admit(request: web.Request) -> Callable[[], Awaitable[None]] | None:
-    """What the order service runs before a read that would call Juspay (None: no limit)."""
+    """What the handler runs before a read that would call Juspay (None: no limit)."""
     client = request.get(CLIENT)
     if client is None or client.upstream_rate_limit is None:
         return None

@@ -17,12 +17,10 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 import structlog
 
-# Key files are read by config (checked at start-up); loading them is also part of this API.
+# Key files are parsed by config (checked at start-up); a keyring re-reads them when they change.
 from proxy.config.keyfiles import (
     DEFAULT_MAX_AGE_SECONDS,
     KeyFileError,
-    load_private_key,  # noqa: F401 - still this module's API (callers load keys through it)
-    load_public_key,  # noqa: F401 - likewise
     parse_private,
     parse_public,
     read_key_file,
@@ -35,7 +33,7 @@ from proxy.config.secrets import Secret, SecretFile
 if TYPE_CHECKING:
     from joserfc.jwk import RSAKey
 
-log = structlog.get_logger("proxy.web.webhook_jwt")
+log = structlog.get_logger("proxy.jwt_webhooks")
 
 # What Juspay sends: its sample uses RSA-OAEP-256, its Node SDK RSA-OAEP; both with A256GCM
 # around a JWS signed RS256. Nothing else is accepted (no "none", no HMAC, no compression).

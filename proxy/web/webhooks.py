@@ -53,7 +53,7 @@ from proxy.web.auth import WebhookAuth
 from proxy.web.errors import error_response
 from proxy.web.webhook_jwt import JwtKeyring, VerifiedWebhook, WebhookTokenError
 
-log = structlog.get_logger("proxy.web.webhooks")
+log = structlog.get_logger("proxy.webhooks")
 
 # Juspay's documented event names; their lower-cased name is the metric label, any other
 # name counts as `other` (and by name class in order_proxy_webhook_unknown_events_total).

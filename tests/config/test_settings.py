@@ -286,3 +286,32 @@ def test_redis_url_is_parsed_once_into_the_settings() -> None:
     assert s.redis.target.nodes == (("s1", 26379), ("s2", 26379))
     assert (s.redis.target.service, s.redis.target.db) == ("main", 3)
     assert "pw" not in repr(s.redis.target)
+
+
+def test_an_api_version_with_spaces_is_stored_as_checked(tmp_path: Path) -> None:
+    # It is sent as Juspay's `version` header and is part of every cache key: " 2023-06-30 "
+    # must not become a second key beside requests that say 2023-06-30.
+    config = tmp_path / "proxy.toml"
+    config.write_text('[upstream]\napi_version = " 2024-01-15 "\n')
+    from_file = load_settings({**BASE, "PROXY_CONFIG_FILE": str(config)})
+    assert from_file.upstream.api_version == "2024-01-15"
+    from_env = load_settings({**BASE, "JUSPAY_API_VERSION": " 2024-01-15\t"})
+    assert from_env.upstream.api_version == "2024-01-15"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:s3cr/etpw@cache:6379/0",  # an unescaped "/" in the password
+        "redis+cluster://:s3cr/etpw@",  # ... and no node at all
+        "redis+sentinel://:s3cr/etpw@s1:26379",  # ... and no service name
+        "redis://:s3cr/etpw@cache:6379/x",  # ... and a bad database
+    ],
+)
+def test_a_bad_redis_url_is_refused_without_showing_its_password(url: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings({**BASE, "REDIS_URL": url})
+    message = str(refused.value)
+    assert message.startswith("REDIS_URL: ")
+    assert "s3cr" not in message
+    assert "etpw" not in message

@@ -1,8 +1,9 @@
 """The logs: one JSON line per request with the agreed fields, stdlib loggers in the same JSON
 shape, and no secret or customer data anywhere in what is written.
 
-Each test configures logging into its own io.StringIO with proxy.logs.configure_logging and the
-fixture puts structlog and the root logger back afterwards.
+Each test configures logging into its own io.StringIO with
+proxy.observe.logs.configure_logging, and the fixture puts structlog and the root logger back
+afterwards.
 """
 
 from __future__ import annotations

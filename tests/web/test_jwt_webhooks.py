@@ -20,7 +20,7 @@ from jwcrypto import jwe as cjwe
 from jwcrypto import jwk as cjwk
 from jwcrypto import jws as cjws
 
-from proxy.config import SettingsError, load_settings
+from proxy.config import SettingsError, keyfiles, load_settings
 from proxy.web import webhook_jwt as jw
 from proxy.web.webhook_jwt import JwtKeyring, WebhookTokenError
 
@@ -417,10 +417,10 @@ def test_unusable_key_files_are_refused_at_load(
 ) -> None:
     path = tmp_path / "bad.pem"
     path.write_bytes(data)
-    with pytest.raises(jw.KeyFileError, match=problem):
-        jw.load_private_key(path)
-    with pytest.raises(jw.KeyFileError, match="holds a private key"):
-        jw.load_public_key(keys.file("juspay-private-by-mistake.pem", keys.juspay.private))
+    with pytest.raises(keyfiles.KeyFileError, match=problem):
+        keyfiles.load_private_key(path)
+    with pytest.raises(keyfiles.KeyFileError, match="holds a private key"):
+        keyfiles.load_public_key(keys.file("juspay-private-by-mistake.pem", keys.juspay.private))
     # A key too small to trust, refused by the proxy: that is the point here.
     small = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505
     weak = small.private_bytes(
@@ -428,8 +428,8 @@ def test_unusable_key_files_are_refused_at_load(
         serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption(),
     )
-    with pytest.raises(jw.KeyFileError, match="at least 2048"):
-        jw.load_private_key(keys.file("weak.pem", weak))
+    with pytest.raises(keyfiles.KeyFileError, match="at least 2048"):
+        keyfiles.load_private_key(keys.file("weak.pem", weak))
 
 
 # --- settings ---------------------------------------------------------------------------------
@@ -491,7 +491,7 @@ def test_the_env_merchant_takes_one_jwt_key_pair_from_the_environment(
     assert jwt is not None
     assert [kid for kid, _ in jwt.private_key_files] == [KID]
     assert [kid for kid, _ in jwt.public_key_files] == [KID]
-    assert jwt.max_age_seconds == jw.DEFAULT_MAX_AGE_SECONDS
+    assert jwt.max_age_seconds == keyfiles.DEFAULT_MAX_AGE_SECONDS
     other = load_settings({**env, "JUSPAY_WEBHOOK_JWT_PUBLIC_KEY_KID": "juspay_k2"})
     assert other.merchants[0].jwt is not None
     assert other.merchants[0].jwt.public_key_files[0][0] == "juspay_k2"
