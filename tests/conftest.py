@@ -26,6 +26,9 @@ from proxy.config.settings import (
 from proxy.devtools.simulator import SimulatorState, create_simulator_app
 from tests.support.processes import RedisProcess, ServiceProcess, simulator_process
 
+# The `logs` fixture (JSON log lines captured in memory), for every test folder.
+pytest_plugins = ["tests.support.logcapture"]
+
 MERCHANT = "merchant_a"
 API_KEY = "key_a_0123456789"
 OTHER_MERCHANT = "merchant_b"

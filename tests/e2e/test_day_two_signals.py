@@ -11,25 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
-import json
-import logging
-from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any
 
-import pytest
-import structlog
 from aiohttp.test_utils import TestServer
 
 from proxy.appkeys import METRICS
 from proxy.config.secrets import Secret
 from proxy.config.settings import ClientSettings, MerchantSettings, WebhookSettings
 from proxy.devtools.simulator import Fault, SimulatorState
-from proxy.observe.logs import configure_logging
 from proxy.upstream.circuit import CircuitBreaker, CircuitSettings, CircuitState
 from proxy.web.auth import hash_key
 from tests.conftest import MERCHANT, ProxyFactory, make_settings
+from tests.support.logcapture import Captured
 from tests.support.processes import RedisProcess
 
 ORDER = "JP1636474794"
@@ -38,31 +31,6 @@ ORDER = "JP1636474794"
 def sample(app: object, name: str, **labels: str) -> float:
     value = app[METRICS].registry.get_sample_value(name, labels)  # type: ignore[index]
     return float(value or 0.0)
-
-
-class Captured:
-    def __init__(self) -> None:
-        self.buffer = io.StringIO()
-
-    def lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.buffer.getvalue().splitlines() if line]
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        return [line for line in self.lines() if line.get("event") == name]
-
-
-@pytest.fixture
-def logs() -> Iterator[Captured]:
-    root = logging.getLogger()
-    access = logging.getLogger("aiohttp.access")
-    saved = (list(root.handlers), root.level, access.level)
-    captured = Captured()
-    configure_logging("info", "json", stream=captured.buffer)
-    yield captured
-    structlog.reset_defaults()
-    root.handlers, level, access_level = saved
-    root.setLevel(level)
-    access.setLevel(access_level)
 
 
 # --- 1. alerts that lie ------------------------------------------------------------------------

@@ -9,20 +9,17 @@ afterwards.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import logging
-from collections.abc import Iterator
-from typing import Any
 
-import pytest
 import structlog
 
 from proxy.config.secrets import MASK
 from proxy.devtools.simulator import Fault, SimulatorState
-from proxy.observe.logs import configure_logging, redact
+from proxy.observe.logs import redact
 from tests.conftest import API_KEY, MERCHANT, ProxyFactory
 from tests.monitoring.exposition import BAD_ORDER_ID, SAMPLE_ORDERS, UNKNOWN_ORDER, expect
+from tests.support.logcapture import Captured
 
 ORDER = SAMPLE_ORDERS[0]  # JP1636474794, from Juspay's card sample
 REQUEST_FIELDS = {
@@ -40,41 +37,6 @@ REQUEST_FIELDS = {
 COMMON_FIELDS = {"event", "level", "timestamp"}
 CALLER_AUTHORIZATION = "Basic " + base64.b64encode(b"caller-secret-key:").decode()
 UPSTREAM_AUTHORIZATION = "Basic " + base64.b64encode(f"{API_KEY}:".encode()).decode()
-
-
-class Captured:
-    def __init__(self) -> None:
-        self.buffer = io.StringIO()
-
-    @property
-    def text(self) -> str:
-        return self.buffer.getvalue()
-
-    def lines(self) -> list[dict[str, Any]]:
-        """Every line written, each parsed as one JSON object (fails on any other line)."""
-        out = []
-        for line in self.text.splitlines():
-            parsed = json.loads(line)
-            assert isinstance(parsed, dict), line
-            out.append(parsed)
-        return out
-
-    def requests(self) -> list[dict[str, Any]]:
-        return [line for line in self.lines() if line["event"] == "request"]
-
-
-@pytest.fixture
-def logs() -> Iterator[Captured]:
-    root = logging.getLogger()
-    access = logging.getLogger("aiohttp.access")
-    saved = (list(root.handlers), root.level, access.level)
-    captured = Captured()
-    configure_logging("info", "json", stream=captured.buffer)
-    yield captured
-    structlog.reset_defaults()
-    root.handlers, level, access_level = saved
-    root.setLevel(level)
-    access.setLevel(access_level)
 
 
 async def test_one_json_line_per_request_with_the_agreed_fields(
