@@ -49,17 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     pinning = Pinning.detect()
     pinning.pin_self()
-    cfg = Config(
-        runs=1,
-        duration=args.seconds,
-        warmup=1.0,
-        connections=32,
-        burst_count=0,
-        burst_delay=0.0,
-        memory_orders=0,
-        quick=True,
-        only=frozenset(),
-    )
+    cfg = Config.single_server(args.seconds, warmup=1.0)
     path = f"/orders/{HIT_ORDER}"
     rounds: list[dict[str, dict[str, float]]] = []
     with tempfile.TemporaryDirectory(prefix="order-proxy-ab-") as tmp_name:

@@ -295,17 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     # Explicitly, also for SIGINT: a shell starting us in the background may ignore it.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)
-    cfg = Config(
-        runs=1,
-        duration=args.seconds,
-        warmup=2.0,
-        connections=32,
-        burst_count=0,
-        burst_delay=0.0,
-        memory_orders=0,
-        quick=True,
-        only=frozenset(),
-    )
+    cfg = Config.single_server(args.seconds, warmup=2.0)
     for layer in args.layer:
         report(profile_layer(layer, cfg, pinning, seconds=args.seconds, log_level=args.log_level))
     return 0

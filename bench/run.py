@@ -108,6 +108,22 @@ class Config:
     quick: bool
     only: frozenset[str]
 
+    @classmethod
+    def single_server(cls, duration: float, warmup: float) -> Config:
+        """For tools that drive one server at a time (bench.ab, bench.profile_hits): one run,
+        the simulator and Redis only, no burst or memory scenario."""
+        return cls(
+            runs=1,
+            duration=duration,
+            warmup=warmup,
+            connections=32,
+            burst_count=0,
+            burst_delay=0.0,
+            memory_orders=0,
+            quick=True,
+            only=frozenset(),
+        )
+
 
 @dataclass
 class Env:
@@ -541,16 +557,21 @@ def scenario_workers_2(env: Env) -> dict[str, Any]:
 
 
 def scenario_accessline(env: Env) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "bench.accessline_micro", "--out", str(env.tmp / "al.log")]
+    return _micro(env, ["bench.accessline_micro", "--out", str(env.tmp / "al.log")], timeout=300)
+
+
+def _micro(env: Env, module_args: list[str], *, timeout: float) -> dict[str, Any]:
+    """A micro-benchmark module run on the server core; the JSON object it prints."""
+    argv = [sys.executable, "-m", *module_args]
     done = subprocess.run(
         env.pinning.wrap(SERVER_CORE, argv),
         cwd=BENCH.parent,
         capture_output=True,
-        timeout=300,
+        timeout=timeout,
         check=False,
     )
     if done.returncode != 0:
-        raise BenchError(f"accessline_micro failed: {done.stderr[-800:]!r}")
+        raise BenchError(f"{module_args[0]} failed: {done.stderr[-800:]!r}")
     result: dict[str, Any] = json.loads(done.stdout)
     return result
 
@@ -760,18 +781,7 @@ def scenario_memory(env: Env) -> dict[str, Any]:
 
 
 def scenario_decode(env: Env) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "bench.decode_micro", "--body-file", str(env.body_file)]
-    done = subprocess.run(
-        env.pinning.wrap(SERVER_CORE, argv),
-        cwd=BENCH.parent,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise BenchError(f"decode_micro failed: {done.stderr[-800:]!r}")
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
+    return _micro(env, ["bench.decode_micro", "--body-file", str(env.body_file)], timeout=120)
 
 
 SCENARIOS: dict[str, tuple[str, Callable[[Env], dict[str, Any]]]] = {
