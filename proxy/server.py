@@ -30,14 +30,17 @@ from proxy.appkeys import INTERNAL_APP, LIFECYCLE, METRICS
 from proxy.config.settings import Settings
 from proxy.observe import accesslog
 from proxy.observe.metrics import MULTIPROC_DIR_ENV, multiprocess_dir
+from proxy.web.bounds import BoundedRunner
 
 log = structlog.get_logger("proxy.server")
 
 
 async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
     app = create_app(settings)
-    runner = web.AppRunner(
+    runner = BoundedRunner(
         app,
+        settings.server,
+        app[METRICS],
         access_log=None,
         handle_signals=False,
         shutdown_timeout=settings.server.drain_seconds,
@@ -103,7 +106,9 @@ async def _start_internal(
     internal_app = app.get(INTERNAL_APP)
     if internal_app is None or settings.server.internal_port is None:
         return None
-    runner = web.AppRunner(internal_app, access_log=None, handle_signals=False)
+    runner = BoundedRunner(
+        internal_app, settings.server, app[METRICS], access_log=None, handle_signals=False
+    )
     await runner.setup()
     site = web.TCPSite(
         runner,

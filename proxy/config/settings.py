@@ -288,6 +288,46 @@ class ServerSettings:
     ] = 256 * 1024
     max_line_size: int = 8190
     max_field_size: int = 8190
+    # Bounds that hold without a key (proxy/web/bounds.py; docs/security.md, "Bounds").
+    # aiohttp bounds each header line and their count, not their total: this is the total.
+    max_header_bytes: Annotated[
+        int, Meta(ge=4096, le=1024 * 1024, extra=sources(toml="server.max_header_bytes"))
+    ] = 32 * 1024
+    header_timeout_seconds: Annotated[
+        float, Meta(ge=0.5, le=300.0, extra=sources(toml="server.header_timeout_seconds"))
+    ] = 10.0
+    body_timeout_seconds: Annotated[
+        float, Meta(ge=0.5, le=600.0, extra=sources(toml="server.body_timeout_seconds"))
+    ] = 10.0
+    # Idle keep-alive, as nginx and Envoy (aiohttp's own default is an hour).
+    keepalive_seconds: Annotated[
+        float, Meta(ge=1.0, le=3600.0, extra=sources(toml="server.keepalive_seconds"))
+    ] = 75.0
+    # Open connections per process, per listener; more are answered 503 and closed at once.
+    max_connections: Annotated[
+        int,
+        Meta(
+            ge=16,
+            le=100_000,
+            extra=sources(env="PROXY_MAX_CONNECTIONS", toml="server.max_connections"),
+        ),
+    ] = 1000
+    # Webhook bodies read before their sender is known (JWT webhooks: the token is the
+    # credential); more at once are answered 503.
+    max_unauthenticated_bodies: Annotated[
+        int, Meta(ge=1, le=10_000, extra=sources(toml="server.max_unauthenticated_bodies"))
+    ] = 16
+    # JWT webhook decryptions (RSA, about a millisecond of CPU each) at once, and waiting.
+    jwt_max_concurrent: Annotated[
+        int, Meta(ge=1, le=64, extra=sources(toml="server.jwt_max_concurrent"))
+    ] = 1
+    jwt_max_queue: Annotated[
+        int, Meta(ge=0, le=10_000, extra=sources(toml="server.jwt_max_queue"))
+    ] = 8
+    # /metrics renders and /readyz checks Redis at most once per this many seconds.
+    operator_refresh_seconds: Annotated[
+        float, Meta(ge=0.0, le=60.0, extra=sources(toml="server.operator_refresh_seconds"))
+    ] = 1.0
 
 
 @dataclass(frozen=True, slots=True)

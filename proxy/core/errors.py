@@ -6,6 +6,7 @@
     ├── Forbidden                   403  merchant (or operation) not allowed for this caller
     ├── NotFoundError               404  no such route
     ├── MethodNotAllowed            405  the route exists, not with this method
+    ├── RequestTimeout              408  the request body did not arrive in time
     ├── PayloadTooLarge             413  request body over its bound
     ├── RateLimited                 429  this client is over its rate limit; Retry-After
     ├── Overloaded                  503  shed load (upstream queue full, too many waiters);
@@ -81,6 +82,13 @@ class MethodNotAllowed(ProxyError):
     error_code = "method_not_allowed"
     category = "USER_ERROR"
     user_message = "Method not allowed."
+
+
+class RequestTimeout(ProxyError):
+    status = 408
+    error_code = "request_timeout"
+    category = "USER_ERROR"
+    user_message = "The request did not arrive in time."
 
 
 class PayloadTooLarge(ProxyError):

@@ -72,6 +72,16 @@ REDIS_OPERATIONS = (
     "subscribe",
     "ratelimit",
 )
+# Why a bound without a key refused a connection or request (proxy/web/bounds.py, webhooks).
+CONNECTION_REFUSALS = (
+    "max_connections",
+    "header_bytes",
+    "header_timeout",
+    "body_timeout",
+    "bad_request",
+    "webhook_bodies",
+    "jwt_busy",
+)
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100)
 EXPOSITION_CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -300,6 +310,14 @@ class Metrics:
             "Waiters served by a polling schedule they did not have to run themselves.",
             registry=r,
         )
+        self.connections_refused = Counter(
+            "order_proxy_connections_refused",
+            "Connections and requests refused by a bound that holds without a key: "
+            "max_connections, header_bytes, header_timeout, body_timeout, bad_request (the "
+            "HTTP parser's 400), webhook_bodies, jwt_busy.",
+            ["reason"],
+            registry=r,
+        )
         self.batch_size = Histogram(
             "order_proxy_batch_size",
             "Order ids per batchGet request.",
@@ -326,6 +344,8 @@ class Metrics:
             self.verifications.labels(result=result)
         for reason in ("undecodable", "foreign_key", "checksum"):
             self.rejected_entries.labels(reason=reason)
+        for reason in CONNECTION_REFUSALS:
+            self.connections_refused.labels(reason=reason)
         for source in ("purge", "webhook", "refresh"):
             self.invalidations.labels(source=source)
         # Hit and miss series exist from the start, so rate() sees their first increase.
