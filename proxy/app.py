@@ -49,6 +49,7 @@ from proxy.web.middlewares import make_observe
 from proxy.web.openapi import build_openapi
 from proxy.web.ratelimit import RATE_LIMITER, RateLimiter, any_limits, limit_requests
 from proxy.web.routes import RouteRows, register
+from proxy.web.webhook_limits import WEBHOOK_LIMITS, WebhookLimits
 
 log = structlog.get_logger("proxy.app")
 
@@ -88,6 +89,7 @@ def create_app(
     app[DECODERS] = Decoders()
     # Basic pairs (shared and per merchant) and JWT keyrings; with none, every webhook is a 401.
     app[WEBHOOK_AUTH] = WebhookAuth(settings)
+    app[WEBHOOK_LIMITS] = WebhookLimits(settings.server, metrics)
     app.cleanup_ctx.append(_resources(redis, upstream, clock or time.time))
     app.on_shutdown.append(_start_draining)
     app.on_response_prepare.append(_strip_server_header)

@@ -199,6 +199,22 @@ def peek_kid(token: str) -> str | None:
     return None if header is None else _printable_kid(header.get("kid"))
 
 
+def cheap_refusal(token: str) -> WebhookTokenError | None:
+    """What verify_token would refuse without any RSA work (size, shape, header, algorithms):
+    checked first, on the event loop, so only a plausible token costs a decryption."""
+    raw = token.strip().encode("ascii", errors="replace")
+    parts = raw.split(b".")
+    if len(raw) > MAX_TOKEN_BYTES or len(parts) not in (3, 5):
+        return WebhookTokenError(MALFORMED)
+    header = _header(parts[0])
+    if len(parts) == 3 or header is None:
+        return WebhookTokenError(NOT_ENCRYPTED if len(parts) == 3 else MALFORMED)
+    kid = _printable_kid(header.get("kid"))
+    if header.get("alg") not in KEY_ALGORITHMS or header.get("enc") != CONTENT_ENCRYPTION:
+        return WebhookTokenError(BAD_ALGORITHM, kid=kid)
+    return WebhookTokenError(BAD_HEADER, kid=kid) if _REFUSED_HEADERS & header.keys() else None
+
+
 def _header(segment: bytes) -> dict[str, Any] | None:
     """A JOSE header segment as a dict; None when it is not base64url of a JSON object."""
     if not segment or _B64URL.fullmatch(segment) is None:

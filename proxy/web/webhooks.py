@@ -30,8 +30,8 @@ it; 401/403 for credentials or tokens refused and 400 for a body that is not a w
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -52,6 +52,7 @@ from proxy.web import webhook_jwt
 from proxy.web.auth import WebhookAuth
 from proxy.web.errors import error_response
 from proxy.web.webhook_jwt import JwtKeyring, VerifiedWebhook, WebhookTokenError
+from proxy.web.webhook_limits import WEBHOOK_LIMITS
 
 log = structlog.get_logger("proxy.webhooks")
 
@@ -227,7 +228,13 @@ async def juspay_webhook(request: web.Request) -> web.Response:
             basic=True,
         )
     settings = app[SETTINGS]
-    body = await read_body(request, settings.server.max_request_body_bytes)
+    limit = settings.server.max_request_body_bytes
+    if allowed:
+        body = await read_body(request, limit)
+    else:
+        # JWT webhooks: the token is the credential, so this body's sender is not known yet.
+        async with app[WEBHOOK_LIMITS].unauthenticated_body():
+            body = await read_body(request, limit)
     try:
         token = webhook_jwt.token_of(body)
     except WebhookTokenError:
@@ -272,10 +279,14 @@ async def _jwt_webhook(request: web.Request, auth: WebhookAuth, token: str) -> w
     if found is None:
         return _jwt_refused(metrics, WebhookTokenError(webhook_jwt.UNKNOWN_KID))
     merchant_id, keyring = found
+    cheap = webhook_jwt.cheap_refusal(token)
+    if cheap is not None:
+        return _jwt_refused(metrics, cheap)
     try:
-        # RSA decryption and verification cost about a millisecond of CPU: off the event loop
-        # (the keyring is thread-safe: its replay memory is locked, key files re-read safely).
-        verified = await asyncio.to_thread(keyring.verify_token, token)
+        # RSA decryption and verification cost about a millisecond of CPU: off the event loop,
+        # a bounded number at once (the keyring is thread-safe: its replay memory is locked,
+        # key files re-read safely).
+        verified = await request.app[WEBHOOK_LIMITS].decrypt(partial(keyring.verify_token, token))
     except WebhookTokenError as exc:
         if exc.reason == webhook_jwt.REPLAYED:
             # Authentic, fresh, and handled before (Juspay retries): its first copy took effect.

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.support.processes import ServiceProcess, proxy_process
 
@@ -201,3 +203,72 @@ async def test_a_request_the_parser_refuses_is_a_bare_400_and_one_line_quoting_n
         assert secret.encode() not in output
     assert b"Traceback" not in output
     assert b"Error handling request" not in output
+
+
+def _pem_files(folder: Path) -> dict[str, str]:
+    """JWT webhook settings for `serve`: a merchant key pair and a "Juspay" key pair."""
+    paths = {}
+    for name in ("merchant", "juspay"):
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        private = folder / f"{name}.pem"
+        private.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        public = folder / f"{name}.pub.pem"
+        public.write_bytes(
+            key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        paths[name] = (private, public)
+    return {
+        "JUSPAY_WEBHOOK_JWT_KID": "kid-1",
+        "JUSPAY_WEBHOOK_JWT_PRIVATE_KEY_FILE": str(paths["merchant"][0]),
+        "JUSPAY_WEBHOOK_JWT_PUBLIC_KEY_FILE": str(paths["juspay"][1]),
+    }
+
+
+async def _stalled_webhook(port: int, size: int) -> Connection:
+    """A webhook whose body stops one byte short of its Content-Length."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST /webhooks/juspay HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % size
+    )
+    writer.write(b'{"JWT": "' + b"a" * (size - 10))  # not drained: the server may stop reading
+    return reader, writer
+
+
+async def test_300_stalled_webhook_bodies_hold_little_memory_and_no_connection_for_long(
+    sim: ServiceProcess, tmp_path: Path
+) -> None:
+    config = tmp_path / "proxy.toml"
+    config.write_text("[server]\nbody_timeout_seconds = 2.0\n")
+    env = {**proxy_env(sim, config), **_pem_files(tmp_path)}
+    proc = proxy_process(env).start()
+    try:
+        before = rss(proc.pid)
+        started = time.monotonic()
+        connections = [await _stalled_webhook(proc.port, 262_144) for _ in range(300)]
+        closing = asyncio.gather(*(_closed_within(r, 20) for r, _ in connections))
+        peak = before
+        while not closing.done():  # sample memory while the bodies are held
+            peak = max(peak, rss(proc.pid))
+            await asyncio.wait([closing], timeout=0.1)
+        answers = closing.result()
+        elapsed = time.monotonic() - started
+        for _, writer in connections:
+            writer.close()
+    finally:
+        proc.stop()
+    statuses = {a.split(b" ")[1] for a in answers if a}
+    # At most `max_unauthenticated_bodies` are read at once (the rest are 503 at once), and
+    # each of those is cut off at the body deadline (2 s here): none is held for long.
+    assert (peak - before) < 40 * MIB, f"RSS grew {(peak - before) / MIB:.1f} MiB"
+    assert elapsed < 15
+    assert statuses <= {b"503", b"408"}, statuses
+    assert b"503" in statuses

@@ -1,0 +1,68 @@
+"""What a webhook sender without credentials can hold: bodies in flight, RSA decryptions.
+
+With JWT webhooks the token is the credential, so every caller's body is read before anyone
+knows who sent it: those reads take one of `max_unauthenticated_bodies` slots (more at once
+are a 503 before a byte of the body is read; each read is also bounded in time by the
+connection's body deadline). A token that passes the cheap checks (size, shape, header,
+algorithms, a kid this proxy holds) still costs an RSA decryption, about a millisecond of a
+core: those run at most `jwt_max_concurrent` at once with at most `jwt_max_queue` waiting,
+off the event loop; the rest are a 503 at once, so a forged-token flood costs the proxy a
+bounded share of the CPU, and Juspay retries its own webhooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
+
+from aiohttp import web
+
+from proxy.config.settings import ServerSettings
+from proxy.core.errors import Overloaded
+from proxy.observe.metrics import Metrics
+from proxy.upstream.bulkhead import Bulkhead
+
+T = TypeVar("T")
+
+
+class WebhookLimits:
+    """The two bounds above, for one app."""
+
+    def __init__(self, settings: ServerSettings, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._max_bodies = settings.max_unauthenticated_bodies
+        self._bodies = 0
+        self._decryptions = Bulkhead(
+            max_concurrent=settings.jwt_max_concurrent,
+            max_queue=settings.jwt_max_queue,
+            on_shed=lambda: metrics.connections_refused.labels(reason="jwt_busy").inc(),
+        )
+
+    @property
+    def bodies_in_flight(self) -> int:
+        return self._bodies
+
+    @contextlib.asynccontextmanager
+    async def unauthenticated_body(self) -> AsyncIterator[None]:
+        """A slot for reading one body whose sender is not known yet, or Overloaded."""
+        if self._bodies >= self._max_bodies:
+            self._metrics.connections_refused.labels(reason="webhook_bodies").inc()
+            raise Overloaded("too many webhook bodies are being received", retry_after=1)
+        self._bodies += 1
+        try:
+            yield
+        finally:
+            self._bodies -= 1
+
+    async def decrypt(self, work: Callable[[], T]) -> T:
+        """Run one decryption (`work`, blocking) in a thread, within the bounds, or Overloaded."""
+        try:
+            async with self._decryptions.slot():
+                return await asyncio.to_thread(work)
+        except Overloaded:
+            raise Overloaded("too many JWT webhooks are being decrypted", retry_after=1) from None
+
+
+WEBHOOK_LIMITS = web.AppKey("webhook_limits", WebhookLimits)
