@@ -70,3 +70,36 @@ def test_demo_shows_a_miss_then_a_hit() -> None:
     assert "X-Cache: MISS" in lines[0]
     assert "X-Cache: HIT" in lines[1]
     assert "curl" in result.stdout
+
+
+def test_check_config_masks_a_redis_password_wherever_the_url_carries_it() -> None:
+    for url in (
+        "redis://r:6379/0?password=pw-in-query-1",
+        "redis://r:6379/0?db=0&Password=pw-in-query-1",
+        "unix:///run/redis.sock?password=pw-in-query-1&db=0",
+        "unix://:pw-in-query-1@/run/redis.sock",
+        "redis://r:6379/0?password=pw-in@query-1",
+    ):
+        result = run(
+            "check-config",
+            env={"JUSPAY_MERCHANT_ID": "m1", "JUSPAY_API_KEY": KEY, "REDIS_URL": url},
+        )
+        assert result.returncode == 0, result.stderr
+        shown = json.loads(result.stdout)["redis"]["url"]
+        assert "********" in shown, shown
+        for part in ("pw-in-query-1", "query-1", "pw-in"):
+            assert part not in result.stdout + result.stderr, (url, shown)
+
+
+def test_an_unusable_redis_url_is_refused_without_showing_its_query_password() -> None:
+    result = run(
+        "check-config",
+        env={
+            "JUSPAY_MERCHANT_ID": "m1",
+            "JUSPAY_API_KEY": KEY,
+            "REDIS_URL": "redis://r:6379/nodb?password=pw-in-query-2",
+        },
+    )
+    assert result.returncode == 2
+    assert "REDIS_URL" in result.stderr
+    assert "pw-in-query-2" not in result.stdout + result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 MASK = "********"
 
@@ -83,21 +84,44 @@ class SecretFile:
 
 
 def mask_url(url: str) -> str:
-    """A URL with any password replaced by the mask (what check-config shows)."""
-    scheme, sep, rest = _split_userinfo(url)
+    """A URL with any password replaced by the mask (what check-config shows): the one in
+    its user information, and any `password=` query parameter (redis-py honours one, for
+    unix:// sockets too)."""
+    scheme, sep, rest = _split_userinfo(_mask_query(url))
     userinfo, at, after = rest
     if not at or ":" not in userinfo:
-        return url
+        return f"{scheme}{sep}{userinfo}{at}{after}"
     user = userinfo.partition(":")[0]
     return f"{scheme}{sep}{user}:{MASK}@{after}"
 
 
 def shown_url(url: str) -> str:
-    """A URL fit for an error line: any user information (which may be a password) masked."""
-    scheme, sep, (_userinfo, at, after) = _split_userinfo(url)
+    """A URL fit for an error line: any user information (which may be a password) and any
+    `password=` query parameter masked."""
+    scheme, sep, (userinfo, at, after) = _split_userinfo(_mask_query(url))
     if not at:
-        return url
+        return f"{scheme}{sep}{userinfo}{after}"
     return f"{scheme}{sep}{MASK}@{after}"
+
+
+# Query parameters that carry a secret (matched without regard to case or %-escapes).
+_SECRET_PARAMETERS = frozenset({"password", "pass", "pwd", "secret", "token", "auth"})
+
+
+def _mask_query(url: str) -> str:
+    """`url` with the value of every secret query parameter masked. Done first, before the
+    user information is looked for: a masked value holds no "@" that could be taken for the
+    end of the user information (and show the rest of the password)."""
+    head, question, query = url.partition("?")
+    if not question:
+        return url
+    parameters = []
+    for parameter in query.split("&"):
+        name, equals, _value = parameter.partition("=")
+        if equals and unquote(name).strip().lower() in _SECRET_PARAMETERS:
+            parameter = f"{name}={MASK}"
+        parameters.append(parameter)
+    return f"{head}?{'&'.join(parameters)}"
 
 
 def _split_userinfo(url: str) -> tuple[str, str, tuple[str, str, str]]:
