@@ -118,9 +118,8 @@ def _mask_query(url: str) -> str:
     parameters = []
     for parameter in query.split("&"):
         name, equals, _value = parameter.partition("=")
-        if equals and unquote(name).strip().lower() in _SECRET_PARAMETERS:
-            parameter = f"{name}={MASK}"
-        parameters.append(parameter)
+        secret = equals and unquote(name).strip().lower() in _SECRET_PARAMETERS
+        parameters.append(f"{name}={MASK}" if secret else parameter)
     return f"{head}?{'&'.join(parameters)}"
 
 
