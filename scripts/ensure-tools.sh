@@ -54,3 +54,16 @@ if command -v npm >/dev/null 2>&1; then
     fi
   fi
 fi
+
+# The newest redis-py that pyproject.toml admits, beside (not in) the venv: a test runs `serve`
+# with it on PYTHONPATH, so a newer release's warnings show up here before they do in an image.
+# Refreshed when pyproject.toml changes.
+newest=.venv/redis-newest spec=$(grep -oE '"redis[<>=!~][^"]*"' pyproject.toml | tr -d '"')
+if [ -n "$spec" ] && { [ ! -d "$newest/redis" ] || [ pyproject.toml -nt "$newest" ]; }; then
+  rm -rf "$newest"
+  if .venv/bin/python -m pip install --quiet --no-deps --target "$newest" "$spec" 2>/dev/null; then
+    echo "ensure-tools: installed the newest $spec into $newest"
+  else
+    echo "ensure-tools: WARNING: could not install the newest $spec; tests/observe/test_json_lines.py will fail" >&2
+  fi
+fi

@@ -13,7 +13,6 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from proxy.config.settings import RedisSettings
 
@@ -56,7 +55,7 @@ def build_redis(settings: RedisSettings) -> Redis | RedisCluster:
         socket_timeout=None,
         socket_connect_timeout=connect_timeout,
         max_connections=settings.max_connections,
-        retry=Retry(NoBackoff(), 0),
+        retry=AsyncRetry(NoBackoff(), 0),  # the asyncio client's own Retry (redis-py 8.2 warns)
         health_check_interval=30,
         client_name="order-proxy",
     )

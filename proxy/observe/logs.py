@@ -19,6 +19,7 @@ from collections.abc import MutableMapping
 from typing import Any, TextIO, cast
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 
 from proxy.config.secrets import MASK
 from proxy.observe import accesslog
@@ -51,6 +52,18 @@ def add_request_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableM
     if request_id is not None:
         event.setdefault("request_id", request_id)
     return event
+
+
+def _no_request_bytes(record: logging.LogRecord) -> bool:
+    """aiohttp's HTTP parser errors quote the raw request (a client key, say): such an
+    exception is logged by its kind only, whoever logs it."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, HttpProcessingError):
+        record.msg = f"{record.getMessage()}: {type(exc).__name__}"
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+    return True
 
 
 def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:
@@ -91,8 +104,11 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | N
             ],
         )
     )
+    handler.addFilter(_no_request_bytes)
     root = logging.getLogger()
     root.handlers = [handler]
+    # Python's warnings too become JSON lines (on stdout, with the rest), never plain text.
+    logging.captureWarnings(True)
     root.setLevel(numeric)
     # aiohttp's access log is replaced by our own per-request line.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

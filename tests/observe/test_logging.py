@@ -13,6 +13,7 @@ import json
 import logging
 
 import structlog
+from aiohttp.http_exceptions import BadHttpMessage
 
 from proxy.config.secrets import MASK
 from proxy.devtools.simulator import Fault, SimulatorState
@@ -174,3 +175,17 @@ def test_redaction_applies_to_what_is_written(logs: Captured) -> None:
     assert line["order_id"] == ORDER
     for secret in (UPSTREAM_AUTHORIZATION, API_KEY, "hunter2", "test@gmail.com"):
         assert secret not in logs.text
+
+
+def test_an_http_parser_error_is_logged_by_its_kind_without_the_bytes_it_quotes(
+    logs: Captured,
+) -> None:
+    quoted = "Authorization: Basic b3BrX3NlY3JldDo="
+    error = BadHttpMessage(f"Invalid header value char:\n\n  {quoted!r}\n  ^")
+    logging.getLogger("aiohttp.server").error(
+        "Error handling request from %s", "1.2.3.4", exc_info=error
+    )
+    (line,) = logs.lines()
+    assert line["event"] == "Error handling request from 1.2.3.4: BadHttpMessage"
+    assert "b3BrX3NlY3JldDo" not in logs.text
+    assert "exception" not in line

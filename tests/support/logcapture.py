@@ -51,3 +51,4 @@ def logs() -> Iterator[Captured]:
     root.handlers, level, access_level = saved
     root.setLevel(level)
     access.setLevel(access_level)
+    logging.captureWarnings(False)  # configure_logging turned it on
