@@ -47,6 +47,7 @@ from proxy.web import routes
 from proxy.web.auth import ClientKeyAuth, WebhookAuth
 from proxy.web.middlewares import make_observe
 from proxy.web.openapi import build_openapi
+from proxy.web.operator_views import OPERATOR_VIEWS, OperatorViews
 from proxy.web.ratelimit import RATE_LIMITER, RateLimiter, any_limits, limit_requests
 from proxy.web.routes import RouteRows, register
 from proxy.web.webhook_limits import WEBHOOK_LIMITS, WebhookLimits
@@ -90,6 +91,8 @@ def create_app(
     # Basic pairs (shared and per merchant) and JWT keyrings; with none, every webhook is a 401.
     app[WEBHOOK_AUTH] = WebhookAuth(settings)
     app[WEBHOOK_LIMITS] = WebhookLimits(settings.server, metrics)
+    views = OperatorViews(metrics.render, settings.server.operator_refresh_seconds)
+    app[OPERATOR_VIEWS] = views
     app.cleanup_ctx.append(_resources(redis, upstream, clock or time.time))
     app.on_shutdown.append(_start_draining)
     app.on_response_prepare.append(_strip_server_header)
@@ -98,11 +101,13 @@ def create_app(
     if settings.server.internal_port is None:
         register(app, routes.INTERNAL, rows)
     else:
-        app[INTERNAL_APP] = _internal_app(settings, metrics, lifecycle)
+        app[INTERNAL_APP] = _internal_app(settings, metrics, lifecycle, views)
     return app
 
 
-def _internal_app(settings: Settings, metrics: Metrics, lifecycle: Lifecycle) -> web.Application:
+def _internal_app(
+    settings: Settings, metrics: Metrics, lifecycle: Lifecycle, views: OperatorViews
+) -> web.Application:
     """The internal listener's app (PROXY_INTERNAL_PORT): the internal routes, reporting the
     proxy app's metrics, lifecycle and (once started) cache health. No client keys: these routes
     never need one (they hold no order data); keep this port off the gateway's path."""
@@ -110,6 +115,7 @@ def _internal_app(settings: Settings, metrics: Metrics, lifecycle: Lifecycle) ->
     app = web.Application(middlewares=[make_observe(rows, log_requests=_log_requests(settings))])
     app[METRICS] = metrics
     app[LIFECYCLE] = lifecycle
+    app[OPERATOR_VIEWS] = views
     app.on_response_prepare.append(_strip_server_header)
     register(app, routes.INTERNAL, rows)
     return app

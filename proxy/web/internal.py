@@ -9,8 +9,9 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from proxy.appkeys import CACHE_HEALTH, LIFECYCLE, METRICS
+from proxy.appkeys import CACHE_HEALTH, LIFECYCLE
 from proxy.observe.metrics import EXPOSITION_CONTENT_TYPE
+from proxy.web.operator_views import OPERATOR_VIEWS
 
 _json = msgspec.json.Encoder()
 
@@ -36,7 +37,10 @@ async def readyz(request: web.Request) -> web.Response:
         if cache.layer == "redis" and bus is not None:
             body["cache"] = {
                 "layer": "redis",
-                "redis": "up" if await cache.check() else "down",
+                # At most one Redis check per second, however often this is asked.
+                "redis": "up"
+                if await request.app[OPERATOR_VIEWS].redis_up(cache.check)
+                else "down",
                 # Down: invalidations from other replicas may be missed, so this replica's
                 # memory layer is bypassed until the subscription is back.
                 "bus": "up" if bus.healthy else "down",
@@ -48,5 +52,5 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[METRICS].render()
+    body = await request.app[OPERATOR_VIEWS].metrics.get()  # at most once a second
     return web.Response(body=body, headers={"Content-Type": EXPOSITION_CONTENT_TYPE})

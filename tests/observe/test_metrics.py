@@ -23,6 +23,7 @@ from proxy.devtools.simulator import Fault, SimulatorState
 from proxy.observe.metrics import (
     BATCH_BUCKETS,
     CACHE_RESULTS,
+    CONNECTION_REFUSALS,
     LATENCY_BUCKETS,
     REDIS_OPERATIONS,
     ROUTES,
@@ -66,6 +67,7 @@ ALLOWED_LABEL_VALUES: Mapping[str, Callable[[str], bool]] = {
         }
         | {f"jwt_{reason}" for reason in JWT_REASONS}  # JWT webhooks refused, by why
         | {"undecodable", "foreign_key", "checksum"}  # entries read back and not served
+        | set(CONNECTION_REFUSALS)  # bounds that hold without a key
     ).__contains__,
     "layer": frozenset({"memory", "redis"}).__contains__,
     # cache lookups; webhook outcomes; wait outcomes; verification samples
