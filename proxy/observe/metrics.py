@@ -290,7 +290,8 @@ class Metrics:
         )
         self.wait_results = Counter(
             "order_proxy_wait_results",
-            "How waits ended: final, timeout, or shed (too many waiters).",
+            "How waits ended: final, timeout, shed (too many waiters), or preempted (the slot "
+            "went to a client holding fewer).",
             ["result"],
             registry=r,
         )

@@ -184,7 +184,14 @@ async def get_order(request: web.Request) -> web.Response:
         return order_response(request, answer)
     if is_settled(answer):
         return order_response(request, answer, {"X-Wait": "final"})
-    answer, settled = await request.app[WAITS].wait(query, answer, wait)
+    client = request.get(CLIENT)
+    answer, settled = await request.app[WAITS].wait(
+        query,
+        answer,
+        wait,
+        client=client.name if client is not None else "",
+        admit=upstream_admit(request),  # its polls count against the caller's limit
+    )
     return order_response(request, answer, {"X-Wait": "final" if settled else "timeout"})
 
 

@@ -74,7 +74,7 @@ ALLOWED_LABEL_VALUES: Mapping[str, Callable[[str], bool]] = {
     "result": frozenset(
         {"hit", "miss", "error"}
         | {"invalidated", "ignored", "duplicate", "unknown_merchant", "rejected", "unavailable"}
-        | {"final", "timeout", "shed"}
+        | {"final", "timeout", "shed", "preempted"}
         | {"match", "diverged", "skipped"}
     ).__contains__,
     "event": re.compile(r"[a-z_]{1,40}").fullmatch,  # webhook event names, lower-cased, or other
