@@ -54,6 +54,7 @@ from typing import Any
 import redis
 
 from bench.burst import burst
+from bench.forged_jwe import forged_jwe_row, scenario_forged_jwe
 from bench.harness import (
     API_KEY,
     AUTHORIZATION,
@@ -805,6 +806,7 @@ SCENARIOS: dict[str, tuple[str, Callable[[Env], dict[str, Any]]]] = {
     "burst_redis": ("proxy: burst, 1 uncached order (Redis)", scenario_burst_redis),
     "memory": ("proxy: 100k orders in-process, 64 MiB", scenario_memory),
     "waiters": ("proxy: 100 waiters, 2 replicas, settles at 5s", scenario_waiters),
+    "forged_jwe": ("proxy: HIT p99 under a forged-JWE flood", scenario_forged_jwe),
     "decode": ("decode: msgspec status view vs json", scenario_decode),
     "accessline": ("access line: msgspec + sink vs structlog", scenario_accessline),
     "workers_1": ("workers: 1 process, default, both cores", scenario_workers_1),
@@ -953,6 +955,8 @@ def build_rows(results: dict[str, Any], cfg: Config) -> list[list[str]]:
             cells = _memory_row(data)
         elif key == "waiters":
             cells = _waiters_row(data)
+        elif key == "forged_jwe":
+            cells = forged_jwe_row(data)
         elif key == "accessline":
             cells = _accessline_row(data)
         else:

@@ -324,6 +324,10 @@ class ServerSettings:
     jwt_max_queue: Annotated[
         int, Meta(ge=0, le=10_000, extra=sources(toml="server.jwt_max_queue"))
     ] = 8
+    # ...and per second (a busy slot can still take a core): a flood gets 503s, not the CPU.
+    jwt_max_per_second: Annotated[
+        float, Meta(ge=1.0, le=100_000.0, extra=sources(toml="server.jwt_max_per_second"))
+    ] = 50.0
     # /metrics renders and /readyz checks Redis at most once per this many seconds.
     operator_refresh_seconds: Annotated[
         float, Meta(ge=0.0, le=60.0, extra=sources(toml="server.operator_refresh_seconds"))

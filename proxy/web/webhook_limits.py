@@ -5,9 +5,10 @@ knows who sent it: those reads take one of `max_unauthenticated_bodies` slots (m
 are a 503 before a byte of the body is read; each read is also bounded in time by the
 connection's body deadline). A token that passes the cheap checks (size, shape, header,
 algorithms, a kid this proxy holds) still costs an RSA decryption, about a millisecond of a
-core: those run at most `jwt_max_concurrent` at once with at most `jwt_max_queue` waiting,
-off the event loop; the rest are a 503 at once, so a forged-token flood costs the proxy a
-bounded share of the CPU, and Juspay retries its own webhooks.
+core: at most `jwt_max_per_second` start per second (a slot kept busy back to back would
+still take a core), at most `jwt_max_concurrent` run at once with at most `jwt_max_queue`
+waiting, off the event loop; the rest are a 503 at once, so a forged-token flood costs the
+proxy a bounded share of the CPU, and Juspay retries its own webhooks.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from proxy.config.settings import ServerSettings
+from proxy.config.settings import RateLimit, ServerSettings
 from proxy.core.errors import Overloaded
 from proxy.observe.metrics import Metrics
 from proxy.upstream.bulkhead import Bulkhead
+from proxy.web.ratelimit import LocalGcra
 
 T = TypeVar("T")
 
@@ -34,6 +36,11 @@ class WebhookLimits:
         self._metrics = metrics
         self._max_bodies = settings.max_unauthenticated_bodies
         self._bodies = 0
+        # Bursts of a second's worth; GCRA as for client rate limits, in this process only.
+        self._rate = RateLimit(
+            settings.jwt_max_per_second, max(1, int(settings.jwt_max_per_second))
+        )
+        self._gcra = LocalGcra()
         self._decryptions = Bulkhead(
             max_concurrent=settings.jwt_max_concurrent,
             max_queue=settings.jwt_max_queue,
@@ -58,6 +65,9 @@ class WebhookLimits:
 
     async def decrypt(self, work: Callable[[], T]) -> T:
         """Run one decryption (`work`, blocking) in a thread, within the bounds, or Overloaded."""
+        if self._gcra.acquire("jwt", self._rate) > 0:
+            self._metrics.connections_refused.labels(reason="jwt_busy").inc()
+            raise Overloaded("too many JWT webhooks are being decrypted", retry_after=1)
         try:
             async with self._decryptions.slot():
                 return await asyncio.to_thread(work)

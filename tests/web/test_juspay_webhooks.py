@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -728,3 +729,34 @@ def test_the_environment_merchant_keeps_the_shared_pair_while_migrating(keys: Ke
     only_jwt = load_settings(done).merchants[0]
     assert only_jwt.webhook is None
     assert only_jwt.jwt is not None
+
+
+def _forged(alg: str) -> bytes:
+    """A JWE naming merchant_a's kid that no key opens (random key, iv, ciphertext, tag)."""
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = b64(json.dumps({"alg": alg, "enc": "A256GCM", "kid": KID}).encode())
+    parts = [b64(os.urandom(n)) for n in (256, 12, 64, 16)]
+    return json.dumps({"JWT": ".".join([header, *parts])}).encode()
+
+
+async def test_forged_tokens_cost_a_bounded_number_of_decryptions_and_junk_costs_none(
+    make_proxy: ProxyFactory, simulator: TestServer, redis_server: RedisProcess, keys: Keys
+) -> None:
+    settings = hook_settings(simulator, redis_server.url, keys, a_basic=False)
+    server = replace(settings.server, jwt_max_per_second=2.0)
+    proxy = await make_proxy(settings=replace(settings, server=server))
+    # Refused by the cheap checks (algorithm): no decryption, so never over the bound.
+    for _ in range(10):
+        status, body = await post(proxy, _forged("none"))
+        assert (status, body["error_code"]) == (401, "access_denied")
+    # Past the cheap checks: a burst of two decryptions (and the odd one as time passes),
+    # then 503 with Retry-After at once.
+    answers = [await post(proxy, _forged("RSA-OAEP-256")) for _ in range(10)]
+    statuses = [status for status, _ in answers]
+    assert 2 <= statuses.count(401) <= 4, statuses
+    assert {body["error_code"] for status, body in answers if status == 503} == {"overloaded"}
+    busy = metric(proxy, "order_proxy_connections_refused_total", reason="jwt_busy")
+    assert busy == statuses.count(503) > 0
