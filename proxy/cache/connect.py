@@ -55,7 +55,10 @@ def build_redis(settings: RedisSettings) -> Redis | RedisCluster:
         socket_timeout=None,
         socket_connect_timeout=connect_timeout,
         max_connections=settings.max_connections,
-        retry=AsyncRetry(NoBackoff(), 0),  # the asyncio client's own Retry (redis-py 8.2 warns)
+        # The asyncio client's own Retry (a sync one makes redis-py 8.2 warn), catching
+        # nothing: with no retries, catching would only reconnect before raising, and a lost
+        # link must reach the bus at once (it drops the in-process layer).
+        retry=AsyncRetry(NoBackoff(), 0, supported_errors=()),
         health_check_interval=30,
         client_name="order-proxy",
     )

@@ -73,7 +73,7 @@ REASONS: Final = frozenset(
 _B64URL = re.compile(rb"[A-Za-z0-9_-]*")
 # Header parameters refused outright: compression (a decompression bomb before the signature is
 # checked), critical extensions and unencoded payloads (RFC 7797).
-_REFUSED_HEADERS = frozenset({"zip", "crit", "b64"})
+REFUSED_HEADERS = frozenset({"zip", "crit", "b64"})
 
 
 class WebhookTokenError(Exception):
@@ -195,24 +195,13 @@ def token_of(body: bytes) -> str | None:
 
 def peek_kid(token: str) -> str | None:
     """The `kid` a JWE names, unauthenticated: only for choosing which keyring to try."""
-    header = _header(token.partition(".")[0].encode("ascii", errors="replace"))
+    header = peek_header(token)
     return None if header is None else _printable_kid(header.get("kid"))
 
 
-def cheap_refusal(token: str) -> WebhookTokenError | None:
-    """What verify_token would refuse without any RSA work (size, shape, header, algorithms):
-    checked first, on the event loop, so only a plausible token costs a decryption."""
-    raw = token.strip().encode("ascii", errors="replace")
-    parts = raw.split(b".")
-    if len(raw) > MAX_TOKEN_BYTES or len(parts) not in (3, 5):
-        return WebhookTokenError(MALFORMED)
-    header = _header(parts[0])
-    if len(parts) == 3 or header is None:
-        return WebhookTokenError(NOT_ENCRYPTED if len(parts) == 3 else MALFORMED)
-    kid = _printable_kid(header.get("kid"))
-    if header.get("alg") not in KEY_ALGORITHMS or header.get("enc") != CONTENT_ENCRYPTION:
-        return WebhookTokenError(BAD_ALGORITHM, kid=kid)
-    return WebhookTokenError(BAD_HEADER, kid=kid) if _REFUSED_HEADERS & header.keys() else None
+def peek_header(token: str) -> dict[str, Any] | None:
+    """A compact token's JOSE header, unauthenticated (None when it is not one)."""
+    return _header(token.strip().partition(".")[0].encode("ascii", errors="replace"))
 
 
 def _header(segment: bytes) -> dict[str, Any] | None:
@@ -369,7 +358,7 @@ class JwtKeyring:
         kid = _printable_kid(named)
         if header.get("alg") not in KEY_ALGORITHMS or header.get("enc") != CONTENT_ENCRYPTION:
             raise WebhookTokenError(BAD_ALGORITHM, kid=kid)
-        if _REFUSED_HEADERS & header.keys():
+        if REFUSED_HEADERS & header.keys():
             raise WebhookTokenError(BAD_HEADER, kid=kid)
         from joserfc import errors, jwe  # noqa: PLC0415 - see the imports at the top
 
@@ -408,7 +397,7 @@ class JwtKeyring:
         kid = _printable_kid(named)
         if header.get("alg") != SIGNATURE_ALGORITHM:
             raise WebhookTokenError(BAD_ALGORITHM, kid=kid)
-        if _REFUSED_HEADERS & header.keys():
+        if REFUSED_HEADERS & header.keys():
             raise WebhookTokenError(BAD_HEADER, kid=kid)
         from joserfc import errors, jws  # noqa: PLC0415 - see the imports at the top
 

@@ -52,7 +52,7 @@ from proxy.web import webhook_jwt
 from proxy.web.auth import WebhookAuth
 from proxy.web.errors import error_response
 from proxy.web.webhook_jwt import JwtKeyring, VerifiedWebhook, WebhookTokenError
-from proxy.web.webhook_limits import WEBHOOK_LIMITS
+from proxy.web.webhook_limits import WEBHOOK_LIMITS, cheap_refusal
 
 log = structlog.get_logger("proxy.webhooks")
 
@@ -279,7 +279,7 @@ async def _jwt_webhook(request: web.Request, auth: WebhookAuth, token: str) -> w
     if found is None:
         return _jwt_refused(metrics, WebhookTokenError(webhook_jwt.UNKNOWN_KID))
     merchant_id, keyring = found
-    cheap = webhook_jwt.cheap_refusal(token)
+    cheap = cheap_refusal(token)
     if cheap is not None:
         return _jwt_refused(metrics, cheap)
     try:
