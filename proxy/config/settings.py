@@ -304,6 +304,7 @@ class ServerSettings:
         float, Meta(ge=1.0, le=3600.0, extra=sources(toml="server.keepalive_seconds"))
     ] = 75.0
     # Open connections per process, per listener; more are answered 503 and closed at once.
+    # With max_header_bytes, at worst about 2,000 x 32 KiB of headers held: ~64 MiB.
     max_connections: Annotated[
         int,
         Meta(
@@ -311,7 +312,7 @@ class ServerSettings:
             le=100_000,
             extra=sources(env="PROXY_MAX_CONNECTIONS", toml="server.max_connections"),
         ),
-    ] = 1000
+    ] = 2000
     # Webhook bodies read before their sender is known (JWT webhooks: the token is the
     # credential); more at once are answered 503.
     max_unauthenticated_bodies: Annotated[
