@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 import msgspec
 from aiohttp import web
@@ -11,7 +10,7 @@ from aiohttp import web
 from proxy.appkeys import CLIENT, DECODERS, METRICS, ORDER_SERVICE, RECORD, SETTINGS, WAITS
 from proxy.core import validators
 from proxy.core.errors import BadRequest, Forbidden, ProxyError
-from proxy.core.orders import Miss, OrderAnswer, OrderQuery, OrderService
+from proxy.core.orders import Miss, OrderAnswer, OrderQuery
 from proxy.core.waits import is_settled
 from proxy.observe import accesslog
 from proxy.web.errors import error_body
@@ -107,16 +106,8 @@ async def _missed(request: web.Request, miss: Miss) -> OrderAnswer:
     """A read the cache did not answer: recorded as such before the upstream call (so a miss
     whose call then fails is still recorded as a miss), then answered from Juspay."""
     request[RECORD].cache = miss.cache.value
-    return await _fetch(request.app[ORDER_SERVICE], miss, upstream_admit(request))
-
-
-async def _fetch(
-    service: OrderService, miss: Miss, admit: Callable[[], Awaitable[None]] | None
-) -> OrderAnswer:
-    """Juspay's answer for a miss, once `admit` (the caller's upstream rate limit) allows it."""
-    if admit is not None:
-        await admit()
-    return await service.fetch(miss)
+    # The caller's upstream rate limit is charged only if a read is made for it.
+    return await request.app[ORDER_SERVICE].fetch(miss, upstream_admit(request))
 
 
 def _etag_matches(request: web.Request, etag: str) -> bool:
@@ -258,9 +249,7 @@ async def batch_get(request: web.Request) -> web.Response:
         try:
             order_id = validators.order_id(raw_id)
             found = await service.lookup(msgspec.structs.replace(template, order_id=order_id))
-            answer = (
-                found if isinstance(found, OrderAnswer) else await _fetch(service, found, admit)
-            )
+            answer = found if isinstance(found, OrderAnswer) else await service.fetch(found, admit)
         except ProxyError as err:
             return _batch_item(raw_id[:80], err.status, None, error_body(err), is_json=True)
         entry = answer.entry
