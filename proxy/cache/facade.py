@@ -4,12 +4,14 @@ and fail-open handling.
 Without Redis the memory store is the whole cache. With Redis, fresh entries are also kept
 in a small in-process front layer, so a hit usually costs no round trip. A front entry never
 outlives its freshness (nor `front_ttl`); invalidations on any replica drop it through the
-event bus. Whenever the bus is not known to be healthy, an invalidation elsewhere could be
-missed, so the front layer serves only entries whose read started less than `grace` seconds
-ago (the bound the contract allows replicas to lag), and answers read from Juspay while Redis
-is unreachable are kept for that long too: an outage costs Juspay one read per hot order per
-grace window, not one per request. When the bus is healthy again, or Redis' epoch changes (a
-restart or failover, see epoch.py), the memory layer is emptied.
+event bus. Whenever the bus changes state it is emptied (messages may have been missed), and
+while the bus is not known to be healthy nothing from Redis is copied into it.
+
+While Redis cannot be reached, answers read from Juspay are kept in memory for `grace`
+seconds from when their read started (the bound the contract allows a replica to lag an
+invalidation it cannot hear): an outage costs Juspay one read per hot order per grace window,
+not one per request. When Redis' epoch changes (a restart or failover, see epoch.py), the
+memory layer is emptied too.
 
 A read notes a `Fence` before it calls Juspay (the order's generation in Redis and in this
 process); its save is refused if an invalidation came in between. Fenced-out saves are
@@ -32,7 +34,7 @@ import structlog
 from proxy.cache import memory
 from proxy.cache.bus import INVALIDATED, EventBus
 from proxy.cache.entries import CachedEntry
-from proxy.cache.keys import base_of
+from proxy.cache.keys import base_of, is_attempt
 from proxy.cache.memory import MemoryStore
 from proxy.cache.redis import CacheUnavailable, RedisStore, Saved
 from proxy.observe.metrics import Metrics
@@ -123,7 +125,8 @@ class OrderCache:
                 return None
             entry = self._memory.get(key)
         else:
-            # An invalidation elsewhere may be missed now: only answers read lately.
+            # Only answers kept through an outage (see _keep_through_outage), and only while
+            # young: an invalidation elsewhere cannot be heard now.
             entry = self._memory.get(key, max_age=self._grace)
         (self._memory_miss if entry is None else self._memory_hit).inc()
         return entry
@@ -161,13 +164,9 @@ class OrderCache:
     def _fill_front(self, key: str, entry: CachedEntry, fence: memory.Fence, born: float) -> None:
         """Keep a copy of a Redis answer in memory, fenced: an invalidation heard since the
         read began means this copy may be old."""
-        if self.remote is None:
+        if self.remote is None or not self._bus_healthy():
             return
-        fresh_for = entry.fresh_until - self._clock()
-        if self._bus_healthy():
-            ttl = min(self._front_ttl, fresh_for)
-        else:
-            ttl = min(self._grace, fresh_for)
+        ttl = min(self._front_ttl, entry.fresh_until - self._clock())
         if ttl > 0 and self._memory.set(key, entry, ttl, fence, born=born):
             self._update_memory_gauges()
 
@@ -284,11 +283,9 @@ class OrderCache:
             self._update_memory_gauges()
 
     def _bus_state_changed(self, healthy: bool) -> None:
-        if healthy:
-            # Messages may have been missed while the link was down: forget all. While it
-            # is down, peek() serves only entries younger than the grace.
-            self._memory.clear()
-            self._update_memory_gauges()
+        # Messages may have been missed while the link was down (or is now): forget all.
+        self._memory.clear()
+        self._update_memory_gauges()
 
     def _epoch_changed(self, node: str) -> None:
         # Redis restarted or failed over: its entries are refused (another epoch), and the
@@ -347,4 +344,6 @@ def _disagrees(key: str, known: CachedEntry, fresh: CachedEntry) -> bool:
     other bytes, or another variant (version, options) with another state."""
     if known.key == key:
         return known.etag != fresh.etag
+    if is_attempt(key) or is_attempt(known.key):
+        return False  # one payment attempt's answer says nothing of the order's (or another's)
     return known.state != fresh.state

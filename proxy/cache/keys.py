@@ -58,6 +58,11 @@ def base_of(key: str) -> str:
     return key[: key.index("}") + 1]
 
 
+def is_attempt(key: str) -> bool:
+    """Whether an entry key is one payment attempt's (`txn_uuid`) answer."""
+    return ":t:" in key
+
+
 def gen_key(base: str) -> str:
     return base + ":gen"
 

@@ -121,7 +121,8 @@ return 1
 """
 # The save of a read that must reflect Juspay now (no-cache, verification). Fenced like a
 # save; if any stored variant of the order disagrees with this read (the same variant with
-# other bytes, or another variant with another state: status, refunds...), every variant is
+# other bytes, or another variant of the whole order with another state: status, refunds...;
+# a payment attempt's answer (`:t:` keys) is compared with itself only), every variant is
 # dropped and every replica told first; storing also moves the generation on, so older reads
 # still in flight cannot overwrite this answer. Variants are indexed as "<state>|<etag>".
 # KEYS: entry, variants, gen; ARGV: value ('' = nothing to store), ttl s, noted gen,
@@ -131,12 +132,15 @@ _REPLACE_SCRIPT = """
 if redis.call('GET', KEYS[3]) ~= ARGV[3] then return 0 end
 local result = 3
 local known = redis.call('HGETALL', KEYS[2])
+local attempt = string.find(KEYS[1], ':t:', 1, true)
 for i = 1, #known, 2 do
   local k, v = known[i], known[i + 1]
-  if (k == KEYS[1] and v ~= ARGV[4]) or (k ~= KEYS[1] and string.match(v, '^[^|]*') ~= ARGV[9]) then
-    result = 2
-    break
+  if k == KEYS[1] then
+    if v ~= ARGV[4] then result = 2 end
+  elseif not attempt and not string.find(k, ':t:', 1, true) then
+    if string.match(v, '^[^|]*') ~= ARGV[9] then result = 2 end
   end
+  if result == 2 then break end
 end
 if result == 2 then
   for i = 1, #known, 2 do redis.call('DEL', known[i]) end

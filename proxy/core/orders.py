@@ -401,9 +401,9 @@ class OrderService:
         try:
             removed = await self._cache.invalidate(self.base(merchant_id, order_id))
         except CacheUnavailable:
-            # Not acknowledged: Juspay retries a webhook answered 5xx (soon, not at once).
+            # Not acknowledged: the webhook or purge is answered 5xx and retried.
             raise CacheUnavailableError(
-                "the cache could not confirm the invalidation durably", retry_after=1
+                "the cache could not confirm the invalidation durably; nothing may be assumed"
             ) from None
         self._metrics.invalidations.labels(source=source).inc()
         self._metrics.purges.labels(source=source).inc(removed)

@@ -27,6 +27,7 @@ from proxy.core.orders import OrderQuery
 from proxy.devtools.simulator import Fault, SimulatorState
 from proxy.web.auth import hash_key
 from tests.conftest import MERCHANT, ProxyFactory, make_settings
+from tests.support.epochs import redis_epoch
 from tests.support.processes import RedisProcess
 
 Client = TestClient[web.Request, web.Application]
@@ -311,7 +312,8 @@ async def test_a_stored_body_that_is_not_json_never_breaks_a_batch_answer(
     entry = CachedEntry(key=key, status_code=200, body=body, content_type="application/json",
                         etag=etag_for(body), fetched_at=1.0, fresh_until=4e9,
                         order_status="CHARGED", status_class="final",
-                        generation="g-odd")  # fmt: skip
+                        generation="g-odd",
+                        epoch=await redis_epoch(redis_client))  # fmt: skip
     await redis_client.set(key, EntryCodec().encode(entry))
     resp = await proxy.post(
         "/orders:batchGet", json={"order_ids": ["ODD-1", "JP1636474794"]}, headers=OPS
