@@ -17,8 +17,8 @@ Scenarios (all on 127.0.0.1):
             1,000-request burst for one uncached order (upstream calls counted by the
             simulator), 100k distinct orders through the in-process layer with a 64 MiB bound
             (RSS checked)
-  workers   the default-config HIT with the server on both cores: one process, then
-            `serve --workers 2` (wrk unpinned: the machine has two cores)
+  workers   the default-config HIT (with Redis, which several workers need) with the server
+            on both cores: one process, then `serve --workers 2` (wrk unpinned: two cores)
   accessline  CPU of one access line (bench.accessline_micro) vs the structlog line
   decode    msgspec status-view decode vs json.loads of the same ~4 KB body
 
@@ -532,10 +532,13 @@ def scenario_proxy_memory_hit_default(env: Env) -> dict[str, Any]:
 
 
 def _workers(env: Env, workers: int) -> dict[str, Any]:
-    """Default config, in-process HIT, the server on both cores (1 process, or `--workers 2`)
+    """Default config with Redis (which `--workers 2` requires; both scenarios use it, so they
+    compare alike), in-process HIT, the server on both cores (1 process, or `--workers 2`)
     and wrk unpinned: the machine has two cores, so all share them."""
+    if env.redis is None:
+        raise BenchError("redis-server is not installed")
     name = f"proxy-workers-{workers}"
-    proc, port = start_proxy(env, name, log_level="info", workers=workers, cores="0,1")
+    proc, port = start_proxy(env, name, redis=True, log_level="info", workers=workers, cores="0,1")
     try:
         path = f"/orders/{HIT_ORDER}"
         for _ in range(4 * workers):  # fill each worker's in-process layer
@@ -807,8 +810,8 @@ SCENARIOS: dict[str, tuple[str, Callable[[Env], dict[str, Any]]]] = {
     "waiters": ("proxy: 100 waiters, 2 replicas, settles at 5s", scenario_waiters),
     "decode": ("decode: msgspec status view vs json", scenario_decode),
     "accessline": ("access line: msgspec + sink vs structlog", scenario_accessline),
-    "workers_1": ("workers: 1 process, default, both cores", scenario_workers_1),
-    "workers_2": ("workers: serve --workers 2, default", scenario_workers_2),
+    "workers_1": ("workers: 1 process, default + Redis, both cores", scenario_workers_1),
+    "workers_2": ("workers: serve --workers 2, default + Redis", scenario_workers_2),
 }
 
 

@@ -13,6 +13,7 @@ from proxy.core.errors import BadRequest, Forbidden, ProxyError
 from proxy.core.orders import Miss, OrderAnswer, OrderQuery
 from proxy.core.waits import is_settled
 from proxy.observe import accesslog
+from proxy.web.cachecontrol import wants_fresh
 from proxy.web.errors import error_body
 from proxy.web.ratelimit import upstream_admit
 
@@ -32,11 +33,6 @@ def _header(request: web.Request, name: str) -> str | None:
     if len(values) > 1:
         raise BadRequest(f"{name} header given more than once")
     return values[0] if values else None
-
-
-def _no_cache(request: web.Request) -> bool:
-    tokens = {t.strip().lower() for t in request.headers.get("Cache-Control", "").split(",")}
-    return "no-cache" in tokens
 
 
 def select_merchant(request: web.Request) -> str:
@@ -89,7 +85,7 @@ def read_options(request: web.Request, order_id: str) -> OrderQuery:
     routing_id = validators.routing_id(routing_header) if routing_header is not None else None
 
     full = _single(request, FULL_GATEWAY_RESPONSE)
-    no_cache = _no_cache(request)
+    no_cache = wants_fresh(request.headers)
     return OrderQuery(
         merchant_id=merchant_id,
         order_id=order_id,
