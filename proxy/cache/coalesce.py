@@ -31,9 +31,9 @@ from proxy.observe.metrics import Metrics
 log = structlog.get_logger("proxy.coalesce")
 
 T = TypeVar("T")
-# A read given the order's generation and the primary's epoch (None: Redis could not tell,
-# so nothing may be saved in Redis).
-Noted = tuple[str, str]
+# A read given the order's generation, the primary's epoch and the last webhook's lower bound
+# (None: Redis could not tell, so nothing may be saved in Redis).
+Noted = tuple[str, str, bytes | None]
 Fetch = Callable[[Noted | None], Awaitable[T]]
 
 
@@ -75,10 +75,10 @@ class ReplicaCoalescer:
         for attempt in range(self._rounds):
             token = uuid.uuid4().hex
             try:
-                role, generation, epoch = await self._store.lock(
+                role, generation, epoch, floor = await self._store.lock(
                     key, token, self._lock_ms, rejoining=attempt > 0
                 )
-                noted = (generation, epoch)
+                noted = (generation, epoch, floor)
             except CacheUnavailable:
                 self._metrics.redis_errors.labels(operation="lock").inc()
                 # The lock may have been taken although the reply was lost: release it (by

@@ -25,6 +25,7 @@ invalidation, though, is only acknowledged once Redis confirmed it (CacheUnavail
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,6 +43,11 @@ from proxy.observe.metrics import Metrics
 log = structlog.get_logger("proxy.cache")
 
 _LOG_EVERY_SECONDS = 5.0
+# How long a webhook's lower bound holds: re-reads that still lag it after this are cached
+# as usual (Juspay's read side should have caught up long before).
+FLOOR_SECONDS = 120
+# Lower bounds this process keeps for itself (orders with a webhook in the last FLOOR_SECONDS).
+_MAX_LOCAL_FLOORS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +72,8 @@ class Fence:
     epoch: str = ""
     # When the read started, on the memory store's clock (bounds the outage grace).
     born: float = 0.0
+    # The last webhook's lower bound for the order, if one is still set (core/lowerbound.py).
+    floor: bytes | None = None
 
 
 class OrderCache:
@@ -90,6 +98,8 @@ class OrderCache:
         # While the bus is down: the age (since its read started) past which a memory entry
         # is not served, and how long an answer read during a Redis outage is kept.
         self._grace = grace
+        # Webhook lower bounds set by this process (Redis keeps the shared ones).
+        self._floors: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
         self._healthy = True
         self._logged_at = -_LOG_EVERY_SECONDS
         self._outage_logged = False
@@ -175,14 +185,25 @@ class OrderCache:
         """The fence a read takes before calling Juspay (when no lock script noted it)."""
         born = self._memory.now()
         if self.remote is None:
-            return Fence(local, born=born)
+            return Fence(local, born=born, floor=self.local_floor(base_of(key)))
         try:
-            generation, epoch = await self.remote.note(base_of(key))
+            generation, epoch, floor = await self.remote.note(base_of(key))
         except CacheUnavailable as exc:
             self._failed("note", exc)
-            return Fence(local, born=born)
+            return Fence(local, born=born, floor=self.local_floor(base_of(key)))
         self._succeeded()
-        return Fence(local, generation, epoch, born)
+        return Fence(local, generation, epoch, born, floor)
+
+    def local_floor(self, key_base: str) -> bytes | None:
+        """The last webhook's lower bound this process set for the order, while it lasts
+        (the floor Redis keeps is the one every replica sees)."""
+        item = self._floors.get(key_base)
+        if item is None:
+            return None
+        if self._memory.now() >= item[1]:
+            del self._floors[key_base]
+            return None
+        return item[0]
 
     async def save(
         self,
@@ -257,16 +278,24 @@ class OrderCache:
             return Saved.CHANGED if changed else Saved.STORED
         return Saved.CHANGED if changed else Saved.UNCHANGED
 
-    async def invalidate(self, key_base: str) -> int:
+    async def invalidate(self, key_base: str, floor: bytes | None = None) -> int:
         """Drop every variant of one order and fence out every read in flight for it, on
-        every replica; the count of entries dropped. Raises CacheUnavailable when Redis
-        could not confirm it: the caller must not acknowledge it then."""
+        every replica; the count of entries dropped. A webhook's `floor` (its lower bound)
+        is kept for the reads that follow, for FLOOR_SECONDS. Raises CacheUnavailable when
+        Redis could not confirm it: the caller must not acknowledge it then."""
         dropped = self._memory.invalidate(key_base)
         self._update_memory_gauges()
+        if floor is not None:
+            self._floors[key_base] = (floor, self._memory.now() + FLOOR_SECONDS)
+            self._floors.move_to_end(key_base)
+            while len(self._floors) > _MAX_LOCAL_FLOORS:
+                self._floors.popitem(last=False)
         if self.remote is None:
             return dropped
         try:
-            dropped = await self.remote.invalidate(key_base, self._invalidation_message(key_base))
+            dropped = await self.remote.invalidate(
+                key_base, self._invalidation_message(key_base), floor or b"", FLOOR_SECONDS
+            )
         except CacheUnavailable as exc:
             self._failed("invalidate", exc)
             raise

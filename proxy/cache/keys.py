@@ -3,7 +3,8 @@
     {prefix}:v3:{merchant:order}                      the order's base (a Redis Cluster hash tag:
                                                       everything about one order sits in one slot)
     <base>:gen                                        the order's generation (fences saves)
-    <base>:variants                                   hash: entry key -> etag of each stored variant
+    <base>:variants                                   hash: entry key -> state|etag of each variant
+    <base>:floor                                      the last webhook's lower bound (expires)
     <base>:<version>:<gw>[:t:<txn_uuid>]              one cached answer (an entry key)
     <entry>:lock | :answer | :followers | :poll       cross-replica coalescing and wait polling
     {prefix}:events                                   the pub/sub channel between replicas
@@ -65,6 +66,10 @@ def is_attempt(key: str) -> bool:
 
 def gen_key(base: str) -> str:
     return base + ":gen"
+
+
+def floor_key(base: str) -> str:
+    return base + ":floor"
 
 
 def variants_key(base: str) -> str:

@@ -71,7 +71,8 @@ def new_generation() -> str:
 
 
 # Note the order's generation, creating it if there is none, and this primary's epoch (read
-# in the same atomic step: see epoch.py). KEYS: gen; ARGV: fresh, ttl s. Returns {gen, epoch}.
+# in the same atomic step: see epoch.py), and the last webhook's lower bound if one is set.
+# KEYS: gen, floor; ARGV: fresh, ttl s. Returns {gen, epoch, floor or nil}.
 _NOTE_SCRIPT = (
     EPOCH_LUA
     + """
@@ -80,15 +81,15 @@ if not g then
   redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
   g = ARGV[1]
 end
-return {g, epoch()}
+return {g, epoch(), redis.call('GET', KEYS[2])}
 """
 )
 # Take the miss lock for a key and note the generation. A lock held by a read of an older
 # generation is taken over: its answer predates an invalidation and must not be shared now.
 # A follower whose leader failed (ARGV[5] = '1') takes an answer another leader of this
 # generation shared meanwhile rather than lead a call of its own.
-# KEYS: lock, answer, gen; ARGV: token, lock ttl ms, fresh gen, gen ttl s, rejoining.
-# Returns {LEAD | FOLLOW | SHARED, generation, epoch}.
+# KEYS: lock, answer, gen, floor; ARGV: token, lock ttl ms, fresh gen, gen ttl s, rejoining.
+# Returns {LEAD | FOLLOW | SHARED, generation, epoch, the webhook floor or nil}.
 _LOCK_SCRIPT = (
     EPOCH_LUA
     + """
@@ -97,15 +98,16 @@ if not g then
   redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4])
   g = ARGV[3]
 end
+local floor = redis.call('GET', KEYS[4])
 local held = redis.call('GET', KEYS[1])
-if held and string.sub(held, 34) == g then return {0, g, epoch()} end
+if held and string.sub(held, 34) == g then return {0, g, epoch(), floor} end
 if ARGV[5] == '1' and not held then
   local shared = redis.call('GET', KEYS[2])
-  if shared and string.sub(shared, 1, #g + 1) == g .. '|' then return {2, g, epoch()} end
+  if shared and string.sub(shared, 1, #g + 1) == g .. '|' then return {2, g, epoch(), floor} end
 end
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. g, 'PX', ARGV[2])
 redis.call('DEL', KEYS[2])
-return {1, g, epoch()}
+return {1, g, epoch(), floor}
 """
 )
 # Store an entry if the order's generation is still the one its read noted.
@@ -159,10 +161,13 @@ if redis.call('TTL', KEYS[2]) < ttl then redis.call('EXPIRE', KEYS[2], ttl) end
 if result == 3 then result = 1 end
 return result
 """
-# Invalidate one order: a new generation, every variant dropped, every replica told.
-# KEYS: gen, variants; ARGV: fresh gen, gen ttl s, channel, message. The count dropped.
+# Invalidate one order: a new generation, every variant dropped, every replica told; a
+# webhook also leaves its lower bound for the reads that follow (see core/lowerbound.py).
+# KEYS: gen, variants, floor; ARGV: fresh gen, gen ttl s, channel, message, floor ('' none),
+# floor ttl s. The count dropped.
 _INVALIDATE_SCRIPT = """
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+if ARGV[5] ~= '' then redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6]) end
 local n = 0
 for _, k in ipairs(redis.call('HKEYS', KEYS[2])) do n = n + redis.call('DEL', k) end
 redis.call('DEL', KEYS[2])
@@ -317,13 +322,16 @@ class RedisStore:
             return None
         return self._checked(raw.partition(b"|")[2], key, await self._epoch(key))
 
-    async def note(self, base: str) -> tuple[str, str]:
-        """The order's generation now (created if absent) and the primary's epoch: a read
-        notes both before it calls Juspay."""
-        gen, epoch = await self._script(
-            _NOTE_SCRIPT, [keys.gen_key(base)], new_generation(), self._gen_ttl
+    async def note(self, base: str) -> tuple[str, str, bytes | None]:
+        """The order's generation now (created if absent), the primary's epoch and the last
+        webhook's lower bound (if any): a read notes them before it calls Juspay."""
+        gen, epoch, floor = await self._script(
+            _NOTE_SCRIPT,
+            [keys.gen_key(base), keys.floor_key(base)],
+            new_generation(),
+            self._gen_ttl,
         )
-        return _text(gen), _text(epoch)
+        return _text(gen), _text(epoch), _optional(floor)
 
     # --- writes ---------------------------------------------------------------------------
     async def save(self, key: str, entry: CachedEntry, ttl: int, generation: str) -> Saved:
@@ -364,13 +372,15 @@ class RedisStore:
         )
         return outcome, stored
 
-    async def invalidate(self, base: str, message: bytes) -> int:
+    async def invalidate(
+        self, base: str, message: bytes, floor: bytes = b"", floor_ttl: int = 120
+    ) -> int:
         """Move the order to a new generation, drop every variant, tell every replica; the
         count of entries dropped. Once this returns, no earlier read can store, and the
         change has reached the replicas the acknowledgement waits for (CacheUnavailable when
         it has not: it may then be lost in a failover, so it must not be acknowledged)."""
-        keys_ = [keys.gen_key(base), keys.variants_key(base)]
-        args = (new_generation(), self._gen_ttl, self._channel, message)
+        keys_ = [keys.gen_key(base), keys.variants_key(base), keys.floor_key(base)]
+        args = (new_generation(), self._gen_ttl, self._channel, message, floor, floor_ttl)
         replicas = self._replicas_to_wait(base)
         if replicas == 0:
             return int(await self._script(_INVALIDATE_SCRIPT, keys_, *args))
@@ -419,20 +429,21 @@ class RedisStore:
     # --- coalescing and leases ------------------------------------------------------------
     async def lock(
         self, key: str, token: str, ttl_ms: int, *, rejoining: bool = False
-    ) -> tuple[Role, str, str]:
+    ) -> tuple[Role, str, str, bytes | None]:
         """Lead the upstream read for `key`, follow the one under way, or (`rejoining`, after
-        a leader failed) take the answer another leader shared; the generation and epoch."""
+        a leader failed) take the answer another leader shared; the generation, the epoch and
+        the last webhook's lower bound."""
         base = keys.base_of(key)
-        role, gen, epoch = await self._script(
+        role, gen, epoch, floor = await self._script(
             _LOCK_SCRIPT,
-            [keys.lock_key(key), keys.answer_key(key), keys.gen_key(base)],
+            [keys.lock_key(key), keys.answer_key(key), keys.gen_key(base), keys.floor_key(base)],
             token,
             ttl_ms,
             new_generation(),
             self._gen_ttl,
             "1" if rejoining else "0",
         )
-        return Role(int(role)), _text(gen), _text(epoch)
+        return Role(int(role)), _text(gen), _text(epoch), _optional(floor)
 
     async def flag_follower(self, key: str, ttl_ms: int) -> None:
         await self._call("SET", keys.followers_key(key), b"1", "PX", ttl_ms, key=key)
@@ -477,6 +488,10 @@ class RedisStore:
 def _indexed(entry: CachedEntry) -> str:
     """What the variant index holds for an entry: its state and its etag."""
     return f"{entry.state}|{entry.etag}"
+
+
+def _optional(value: object) -> bytes | None:
+    return value if isinstance(value, bytes) else None
 
 
 def _bytes(value: object) -> bytes:

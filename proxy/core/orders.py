@@ -29,11 +29,11 @@ import structlog
 
 from proxy.cache.coalesce import ReplicaCoalescer
 from proxy.cache.entries import CachedEntry, new_entry
-from proxy.cache.facade import Fence, OrderCache
-from proxy.cache.keys import KeySchema
+from proxy.cache.facade import FLOOR_SECONDS, Fence, OrderCache
+from proxy.cache.keys import KeySchema, base_of
 from proxy.cache.memory import Fence as LocalFence
 from proxy.cache.redis import CacheUnavailable, Saved
-from proxy.core import policy
+from proxy.core import lowerbound, policy
 from proxy.core.errors import (
     CacheUnavailableError,
     Overloaded,
@@ -48,6 +48,13 @@ from proxy.observe.metrics import Metrics
 from proxy.upstream.client import JuspayClient, UpstreamCall
 
 log = structlog.get_logger("proxy.orders")
+
+# The class of an answer that lags the order's last webhook (see _lagging): never stored, and
+# a wait that gets it is over (it is Juspay's answer).
+LAGGING = "lagging"
+# The backoff between the re-reads of a lagging order: 1, 2, 4, 8, 16, 16... s.
+_CHASE_FIRST_DELAY = 1.0
+_CHASE_MAX_DELAY = 16.0
 
 # A miss whose Redis lookup failed cannot compare generations; it joins only a read this
 # young (an invalidation acknowledged elsewhere is then at most this old when it is served).
@@ -180,6 +187,8 @@ class OrderService:
         self._sample = sample
         self._calls_saved = metrics.calls_saved
         self._inflight: dict[str, _Flight] = {}
+        # Keys whose lagging re-reads are being chased (see _lagging).
+        self._chasing: set[str] = set()
         # Every read in flight, also older ones a newer read replaced in _inflight.
         self._tasks: set[asyncio.Task[_Fetched]] = set()
 
@@ -336,7 +345,9 @@ class OrderService:
             lambda noted: self._read(
                 key,
                 query,
-                Fence(local, born=born) if noted is None else Fence(local, *noted, born),
+                Fence(local, born=born, floor=self._cache.local_floor(base_of(key)))
+                if noted is None
+                else Fence(local, noted[0], noted[1], born, noted[2]),
             ),
             lambda fetched: fetched.entry,
             may_follow=not query.no_cache,
@@ -371,19 +382,33 @@ class OrderService:
             status_class=status_class.value,
             decision="store" if decision.store else "skip",
         ).inc()
+        ttl, entry_class = decision.ttl, status_class.value
+        floor = lowerbound.decode(fence.floor) if fence.floor is not None else None
+        if (
+            floor is not None
+            and query.txn_uuid is None  # one attempt's answer is not the order's state
+            and answer.status == 200
+            and answer.view is not None
+            and lowerbound.lags(answer.view, floor)
+        ):
+            # Juspay's read side lags the webhook it sent: answer it, but do not store it
+            # (every read goes to Juspay until it catches up), and read again in the
+            # background until it shows what the webhook did.
+            ttl, entry_class = 0, LAGGING
+            self._lagging(query, answer.view, floor)
         entry = new_entry(
             key,
             answer.status,
             answer.body,
             answer.content_type,
             order_status=(answer.view.status or "") if answer.view else "",
-            status_class=status_class.value,
+            status_class=entry_class,
             now=self._clock(),
-            ttl=decision.ttl,
+            ttl=ttl,
             state=fingerprint(answer.status, answer.view),
         )
-        keep = decision.ttl
-        if status_class is policy.StatusClass.FINAL and keep > 0:
+        keep = ttl
+        if entry_class == policy.StatusClass.FINAL.value and keep > 0:
             keep += self._options.stale_if_error_seconds  # past fresh_until: only if Juspay fails
         if keep > 0 or query.no_cache:
             saved = await self._cache.save(
@@ -394,12 +419,21 @@ class OrderService:
         return _Fetched(entry, answer.status, answer.elapsed)
 
     # --- invalidation -----------------------------------------------------------------------
-    async def invalidate(self, merchant_id: str, order_id: str, source: str) -> int:
+    async def invalidate(
+        self,
+        merchant_id: str,
+        order_id: str,
+        source: str,
+        floor: lowerbound.Floor | None = None,
+    ) -> int:
         """Drop every cached variant of one merchant's order, on every replica, and fence out
-        every read of it in flight; the count of entries dropped. Raises
-        CacheUnavailableError when that cannot be confirmed (nothing may be acknowledged)."""
+        every read of it in flight; the count of entries dropped. A webhook's `floor` (the
+        least Juspay's state now is) holds the reads that follow to it, on every replica.
+        Raises CacheUnavailableError when that cannot be confirmed (nothing may be
+        acknowledged)."""
+        encoded = lowerbound.encode(floor) if floor is not None else None
         try:
-            removed = await self._cache.invalidate(self.base(merchant_id, order_id))
+            removed = await self._cache.invalidate(self.base(merchant_id, order_id), encoded)
         except CacheUnavailable:
             # Not acknowledged: the webhook or purge is answered 5xx and retried.
             raise CacheUnavailableError(
@@ -420,6 +454,45 @@ class OrderService:
             await self.get(query)
         except ProxyError as exc:
             log.info("refresh_failed", order_id=query.order_id, error_code=exc.error_code)
+
+    # --- webhooks as lower bounds ---------------------------------------------------------
+    def _lagging(self, query: OrderQuery, view: OrderStatusView, floor: lowerbound.Floor) -> None:
+        """A read showed less than the order's last webhook: count it, and (once per order at
+        a time) read it again in the background until it catches up or the floor lapses."""
+        self._metrics.lagging_rereads.inc()
+        key = self.key(query)
+        if key in self._chasing:
+            return
+        log.info(
+            "webhook_lagging_reread",
+            merchant_id=query.merchant_id,
+            order_id=query.order_id,
+            event_name=floor.event,
+            juspay_status=view.status,
+            webhook_status=floor.status,
+        )
+        plain = msgspec.structs.replace(query, no_cache=False, not_before=None)
+        if self.background.start(lambda: self._chase(key, plain), name=f"chase:{key}"):
+            self._chasing.add(key)
+
+    async def _chase(self, key: str, query: OrderQuery) -> None:
+        """Fresh reads with a bounded backoff until Juspay shows at least what its webhook
+        did (each lagging one is stored only briefly by _read) or the floor lapses."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FLOOR_SECONDS
+        delay = _CHASE_FIRST_DELAY
+        try:
+            while loop.time() + delay < deadline:
+                await asyncio.sleep(delay)  # the backoff between re-reads, not a wait
+                delay = min(delay * 2, _CHASE_MAX_DELAY)
+                try:
+                    answer = await self.get(fresh(query))
+                except ProxyError:
+                    continue
+                if answer.entry.status_class != LAGGING:
+                    return
+        finally:
+            self._chasing.discard(key)
 
     # --- verification sample ----------------------------------------------------------------
     def _maybe_verify(self, query: OrderQuery, served: CachedEntry) -> None:

@@ -160,6 +160,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.lagging_rereads = Counter(
+            "order_proxy_webhook_lagging_rereads",
+            "Reads from Juspay that showed less than a webhook had just said (Juspay's read "
+            "side lagging): answered, but cached briefly and read again until they catch up.",
+            registry=r,
+        )
         self.verifications = Counter(
             "order_proxy_cache_verifications",
             "Sampled cache hits re-read from Juspay in the background: did the cache match?",

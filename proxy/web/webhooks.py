@@ -46,6 +46,7 @@ from proxy.core.errors import (
     Forbidden,
     Unauthorized,
 )
+from proxy.core.lowerbound import floor_of
 from proxy.core.models import WebhookEvent
 from proxy.observe.metrics import Metrics
 from proxy.web import webhook_jwt
@@ -357,7 +358,9 @@ async def _apply(
     record.order_id = order_id
     service = app[ORDER_SERVICE]
     try:
-        await service.invalidate(merchant_id, order_id, "webhook")
+        # What the event shows of the order is the least Juspay's state now is: the reads
+        # that follow (on every replica) are held to it (core/lowerbound.py).
+        await service.invalidate(merchant_id, order_id, "webhook", floor_of(event, family))
     except CacheUnavailableError as exc:
         metrics.webhook_events.labels(event=label, result="unavailable").inc()
         log.warning("webhook_not_applied", event_name=name[:80], order_id=order_id)

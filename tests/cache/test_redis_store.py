@@ -34,7 +34,7 @@ async def test_a_saved_entry_is_found_with_its_ttl(
     store: RedisStore, schema: KeySchema, redis_client: aioredis.Redis
 ) -> None:
     key = schema.entry("m1", "R1", "2023-06-30", False)
-    generation, epoch = await store.note(keys.base_of(key))
+    generation, epoch, _ = await store.note(keys.base_of(key))
     entry = msgspec.structs.replace(make_entry(key), generation=generation, epoch=epoch)
     assert await store.save(key, entry, 30, generation) is Saved.STORED
     found, seen, seen_epoch = await store.lookup(key)
@@ -49,7 +49,7 @@ async def test_a_save_whose_read_began_before_an_invalidation_is_fenced_out(
 ) -> None:
     key = schema.entry("m1", "R2", "2023-06-30", False)
     base = keys.base_of(key)
-    noted, _ = await store.note(base)  # the read notes the generation, then calls Juspay ...
+    noted, _, _ = await store.note(base)  # the read notes the generation, then calls Juspay ...
     await store.invalidate(base, b"x")  # ... a webhook is applied meanwhile ...
     entry = msgspec.structs.replace(make_entry(key), generation=noted)
     assert await store.save(key, entry, 60, noted) is Saved.FENCED  # ... and its save is refused
@@ -66,7 +66,7 @@ async def test_invalidation_drops_every_variant_and_tells_every_replica(
     ]
     other = schema.entry("m2", "R3", "2023-06-30", False)
     for key in [*variants, other]:
-        generation, epoch = await store.note(keys.base_of(key))
+        generation, epoch, _ = await store.note(keys.base_of(key))
         entry = msgspec.structs.replace(make_entry(key), generation=generation, epoch=epoch)
         assert await store.save(key, entry, 60, generation) is Saved.STORED
     pubsub = redis_client.pubsub()
@@ -87,7 +87,7 @@ async def test_an_entry_from_before_an_invalidation_is_not_served_even_without_i
 ) -> None:
     key = schema.entry("m1", "R4", "2023-06-30", False)
     base = keys.base_of(key)
-    generation, epoch = await store.note(base)
+    generation, epoch, _ = await store.note(base)
     old = msgspec.structs.replace(make_entry(key), generation=generation, epoch=epoch)
     await store.save(key, old, 60, generation)
     await redis_client.delete(keys.variants_key(base))  # the index was evicted
@@ -101,7 +101,7 @@ async def test_an_expired_generation_fences_out_the_reads_that_noted_it(
 ) -> None:
     key = schema.entry("m1", "R5", "2023-06-30", False)
     base = keys.base_of(key)
-    noted, _ = await store.note(base)
+    noted, _, _ = await store.note(base)
     await redis_client.delete(keys.gen_key(base))  # expired or evicted
     assert (await store.note(base))[0] != noted  # a new one is made, never the old value
     entry = msgspec.structs.replace(make_entry(key), generation=noted)
@@ -113,7 +113,7 @@ async def test_an_entry_copied_onto_another_orders_key_is_a_counted_miss(
 ) -> None:
     source = schema.entry("m1", "R6", "2023-06-30", False)
     target = schema.entry("m1", "R7", "2023-06-30", False)
-    generation, epoch = await store.note(keys.base_of(source))
+    generation, epoch, _ = await store.note(keys.base_of(source))
     copied = msgspec.structs.replace(make_entry(source), generation=generation, epoch=epoch)
     await store.save(source, copied, 60, generation)
     await redis_client.set(target, await redis_client.get(source))
@@ -150,12 +150,12 @@ async def test_a_fresh_read_that_finds_a_change_invalidates_the_order(
     other = schema.entry("m1", "RA", "2021-01-01", False)
     base = keys.base_of(key)
     for k in (key, other):
-        g, epoch = await store.note(base)
+        g, epoch, _ = await store.note(base)
         saved = msgspec.structs.replace(make_entry(k), generation=g, epoch=epoch)
         await store.save(k, saved, 60, g)
     assert (await store.lookup(other))[0] is not None
-    older_read, _ = await store.note(base)  # a plain read in flight since before
-    noted, _ = await store.note(base)
+    older_read, _, _ = await store.note(base)  # a plain read in flight since before
+    noted, _, _ = await store.note(base)
     refunded = msgspec.structs.replace(
         make_entry(key, b'{"status": "CHARGED", "refunds": [1]}'), epoch=epoch
     )
@@ -172,7 +172,7 @@ async def test_a_fresh_read_that_finds_no_change_only_refreshes(
 ) -> None:
     key = schema.entry("m1", "RB", "2023-06-30", False)
     base = keys.base_of(key)
-    g, epoch = await store.note(base)
+    g, epoch, _ = await store.note(base)
     same = msgspec.structs.replace(make_entry(key), epoch=epoch)
     await store.save(key, msgspec.structs.replace(same, generation=g), 60, g)
     outcome, stored = await store.replace(key, same, 60, (await store.note(base))[0], b"x")
@@ -184,11 +184,11 @@ async def test_a_lock_from_an_older_generation_is_taken_over_not_followed(
     store: RedisStore, schema: KeySchema
 ) -> None:
     key = schema.entry("m1", "RC", "2023-06-30", False)
-    role, generation, epoch = await store.lock(key, "a" * 32, 10_000)
+    role, generation, epoch, _ = await store.lock(key, "a" * 32, 10_000)
     assert role is Role.LEAD
-    assert await store.lock(key, "b" * 32, 10_000) == (Role.FOLLOW, generation, epoch)
+    assert await store.lock(key, "b" * 32, 10_000) == (Role.FOLLOW, generation, epoch, None)
     await store.invalidate(keys.base_of(key), b"x")
-    role, moved, _ = await store.lock(key, "c" * 32, 10_000)
+    role, moved, _, _ = await store.lock(key, "c" * 32, 10_000)
     assert role is Role.LEAD
     assert moved != generation
     # The old leader may not share its (pre-invalidation) answer any more, even to followers.
@@ -203,7 +203,7 @@ async def test_a_rejoining_follower_takes_an_answer_shared_in_its_generation(
     store: RedisStore, schema: KeySchema
 ) -> None:
     key = schema.entry("m1", "RD", "2023-06-30", False)
-    role, generation, epoch = await store.lock(key, "a" * 32, 10_000)
+    role, generation, epoch, _ = await store.lock(key, "a" * 32, 10_000)
     assert role is Role.LEAD
     await store.flag_follower(key, 5000)
     answer = msgspec.structs.replace(make_entry(key), epoch=epoch)
@@ -214,6 +214,7 @@ async def test_a_rejoining_follower_takes_an_answer_shared_in_its_generation(
         Role.SHARED,
         generation,
         epoch,
+        None,
     )
     # ... but not after an invalidation: that answer is older than the new generation.
     await store.invalidate(keys.base_of(key), b"x")

@@ -205,5 +205,6 @@ def summary(history: History) -> str:
         f"{sum(1 for i in history.invalidations if i.source == 'purge')} purges, "
         f"{c['slow_reads']} slow reads, {c['redis_pauses']} Redis pauses, "
         f"{c['relay_cuts']} cuts of B's Redis link, {c['redis_outages']} outages, "
-        f"{c['redis_crashes']} crashes, {c['failovers']} failovers"
+        f"{c['redis_crashes']} crashes, {c['failovers']} failovers, "
+        f"{c['lagging_reads']} webhooks ahead of Juspay's reads"
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -386,7 +387,9 @@ class Run:
             order.poke.clear()
             if self._over():
                 return
-            await self._change(order.order_id, step)
+            lag = rng.uniform(0.1, 0.8) if step.event and rng.random() < 0.3 else 0.0
+            if not lag:
+                await self._change(order.order_id, step)
             if not step.event:
                 continue
             event = {
@@ -395,7 +398,21 @@ class Run:
                 "date_created": _stamp(time.time(), ms=self.schedule.ms_stamps),
                 "content": {"order": order_body(order.order_id, step)},
             }
-            await self._deliver(order.order_id, event, retries, replay=False)
+            acked = await self._deliver(order.order_id, event, retries, replay=False)
+            if lag:
+                # Juspay's read side lags its webhook: reads show the old state a while
+                # longer. Once they catch up, nothing older than the webhook may be served:
+                # the webhook binds from then on.
+                self.history.note(now(), order.order_id, f"read side lags by {lag:.2f}s")
+                await asyncio.sleep(lag)
+                await self._change(order.order_id, step)
+                self.history.counts["lagging_reads"] += 1
+                if acked is not None:
+                    caught_up = self.history.changes[-1].after
+                    self.history.invalidations[acked] = dataclasses.replace(
+                        self.history.invalidations[acked],
+                        ack=max(self.history.invalidations[acked].ack, caught_up),
+                    )
             sent.append(event)
             if len(sent) > 1 and rng.random() < 0.2:
                 # Juspay delivers duplicates: an older event arrives again, late.
@@ -403,8 +420,9 @@ class Run:
 
     async def _deliver(
         self, order_id: str, event: dict[str, Any], rng: Random, *, replay: bool
-    ) -> None:
-        """POST the webhook to a random proxy until one answers 200, as Juspay retries."""
+    ) -> int | None:
+        """POST the webhook to a random proxy until one answers 200, as Juspay retries; the
+        index of its acknowledged invalidation in the history (None: none recorded)."""
         body = json.dumps(event).encode()
         name = str(event["event_name"])
         headers = {**self._hook_auth, "Content-Type": "application/json"}
@@ -428,7 +446,8 @@ class Run:
                             history.invalidations.append(
                                 Invalidation(order_id, proxy, ack, "webhook", f"{name}: {result}")
                             )
-                        return
+                            return len(history.invalidations) - 1
+                        return None
                     history.note(ack, order_id, f"webhook {name} to {proxy}: {resp.status}")
             except (aiohttp.ClientError, TimeoutError) as exc:
                 history.note(now(), order_id, f"webhook {name} to {proxy}: {type(exc).__name__}")
@@ -436,6 +455,7 @@ class Run:
             await asyncio.sleep(rng.uniform(0.1, 0.3))
         history.note(now(), order_id, f"webhook {name} never acknowledged")
         history.counts["webhooks_abandoned"] += 1
+        return None
 
     # --- readers ------------------------------------------------------------------------
 
