@@ -12,7 +12,7 @@ LOCK_ARGS ?=
 UV_VERSION ?= 0.13.9
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock lock-check tools demo serve test lint format typecheck check bench soak check-history k8s-check clean
+.PHONY: help venv lock lock-check tools demo serve test lint format typecheck check bench bench-accept soak check-history k8s-check image docs clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ bench: tools ## benchmark the hot paths against ceilings measured in the same ru
 
 k8s-check: $(STAMP) ## render and validate every k8s overlay, lint the Dockerfile
 	bash scripts/k8s-check.sh
+
+docs: $(STAMP) ## regenerate the settings tables of docs/configuration.md from the schema
+	$(BIN)/python scripts/gen_config_docs.py
 
 clean: ## remove the venv and caches
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

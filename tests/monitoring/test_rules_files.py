@@ -66,7 +66,7 @@ def test_alerts_have_severity_annotations_and_runbook(rules: dict[str, Any]) -> 
         annotations = rule["annotations"]
         assert annotations["summary"].strip(), name
         assert annotations["description"].strip(), name
-        assert annotations["runbook"] == "README.md#monitoring", name
+        assert annotations["runbook_url"] == f"docs/operations.md#{name.lower()}", name
 
 
 def test_refused_api_key_is_critical(rules: dict[str, Any]) -> None:
