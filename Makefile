@@ -64,7 +64,7 @@ check-history: tools ## many seeded histories (SEEDS=200) against real processes
 bench: tools ## benchmark the hot paths against ceilings measured in the same run
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-k8s-check: $(STAMP) ## render and validate every k8s overlay, lint the Dockerfile
+k8s-check: $(STAMP) ## render and validate every k8s overlay and the Helm chart, lint the Dockerfile
 	bash scripts/k8s-check.sh
 
 docs: $(STAMP) ## regenerate the settings tables of docs/configuration.md from the schema
