@@ -67,8 +67,13 @@ soak: tools ## minutes of mixed traffic with faults (SOAK_SECONDS=180); reports 
 check-history: tools ## many seeded histories (SEEDS=200) against real processes, every answer checked
 	$(BIN)/python scripts/check_history.py --seeds $${SEEDS:-200}
 
-bench: tools ## benchmark the hot paths against ceilings measured in the same run
+bench: tools ## benchmark the hot paths against ceilings measured in the same run (results: bench/runs/)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+bench-accept: ## make the last `make bench` run the tracked reference, bench/results/latest.json
+	@test -f bench/runs/latest.json || { echo "make bench-accept: no run in bench/runs/: make bench first" >&2; exit 1; }
+	cp bench/runs/latest.json bench/results/latest.json
+	@echo "bench/results/latest.json updated: commit it with the docs/performance.md table it backs"
 
 k8s-check: $(STAMP) ## render and validate every k8s overlay and the Helm chart, lint the Dockerfile
 	bash scripts/k8s-check.sh
