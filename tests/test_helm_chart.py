@@ -52,9 +52,10 @@ def proxy_container(resources: list[dict[str, Any]]) -> dict[str, Any]:
     return container
 
 
-def values_like(overlay: list[dict[str, Any]]) -> dict[str, Any]:
+def values_like(overlay: list[dict[str, Any]], case: str = "gateway") -> dict[str, Any]:
     """The chart values that state the overlay's settings: image, the env and TOML settings,
-    the Secret and where REDIS_URL comes from. Everything else must match by default."""
+    the Secret and where REDIS_URL comes from (and the name of the sidecar's PodMonitor), over
+    the chart's values for that case. Everything else must match by default."""
     container = proxy_container(overlay)
     repository, _, tag = container["image"].rpartition(":")
     by_name = {(r["kind"], r["metadata"]["name"]): r for r in overlay}
@@ -77,13 +78,20 @@ def values_like(overlay: list[dict[str, Any]]) -> dict[str, Any]:
                     "optional": bool(ref.get("optional", False)),
                 },
             }
-    return {
+    values = {
+        **helm_chart.CASES[case],
         "image": {"repository": repository, "tag": tag},
         "settings": env_map["data"],
         "configToml": config["data"]["config.toml"],
         "secrets": {"name": secret["secretName"]},
         "redis": redis,
     }
+    monitors = [r["metadata"]["name"] for r in overlay if r["kind"] == "PodMonitor"]
+    if monitors:
+        (name,) = monitors
+        values["metrics"] = {**values.get("metrics", {})}
+        values["metrics"]["podMonitor"] = {**values["metrics"]["podMonitor"], "name": name}
+    return values
 
 
 def by_name_volumes(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -158,6 +166,23 @@ def test_the_chart_and_the_gateway_overlay_render_the_same_objects(
     overlay: list[dict[str, Any]],
 ) -> None:
     assert differences(normalized(chart(values_like(overlay))), normalized(overlay)) == []
+
+
+def test_the_charts_sidecar_example_and_the_sidecar_overlay_render_the_same_objects() -> None:
+    sidecar = k8s_contract.render("sidecar")
+    rendered = chart(values_like(sidecar, "sidecar"))
+    assert differences(normalized(rendered), normalized(sidecar)) == []
+
+
+def test_the_packaged_chart_renders_as_the_chart_directory(tmp_path: Path) -> None:
+    # files/ links to k8s/monitoring: the archive must hold the linked files' contents.
+    helm = helm_chart._helm()
+    archive = Path(helm.package(helm_chart.CHART, destination=str(tmp_path)))
+    with helm.Chart.load_archive(archive.read_bytes()) as packaged:
+        from_archive = packaged.render({}, name=helm_chart.RELEASE, namespace="order-proxy")
+    (rule_text,) = [t for p, t in from_archive.items() if p.endswith("prometheusrule.yaml")]
+    (rule,) = [r for r in chart({}) if r["kind"] == "PrometheusRule"]
+    assert yaml.safe_load(rule_text)["spec"] == rule["spec"]
 
 
 def test_the_comparison_notices_a_value_that_differs(overlay: list[dict[str, Any]]) -> None:
