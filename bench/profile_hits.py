@@ -14,7 +14,7 @@ aiohttp app forwarding to the simulator).
 2. with --native (50 Hz, pauses it per sample): whole stacks through uvloop's C callbacks,
    for inclusive time. Paused samples over-weight syscalls; read it for the call tree's shape.
 
-The raw native stacks go to bench/results/profile-<layer>-<UTC stamp>.txt (collapsed format,
+The raw native stacks go to bench/runs/profile-<layer>-<UTC stamp>.txt (collapsed format,
 read by speedscope and flamegraph tools).
 """
 

@@ -23,7 +23,8 @@ Scenarios (all on 127.0.0.1):
   decode    msgspec status-view decode vs json.loads of the same ~4 KB body
 
 Targets are reported as PASS / FALL SHORT; the exit status never depends on them. Raw results
-go to bench/results/<UTC timestamp>.json and bench/results/latest.json.
+go to bench/runs/<UTC timestamp>.json and bench/runs/latest.json (ignored by git); `make
+bench-accept` copies the latest to bench/results/latest.json, the tracked reference.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ from bench.harness import (
     cpu_seconds,
     find_binary,
     free_port,
+    listening_port,
     request,
     run_wrk,
     status_kib,
@@ -78,7 +80,7 @@ from bench.harness import (
 from bench.waiters import direct_polling_calls, wait_all
 from proxy.devtools.simulator import SimulatorState
 
-RESULTS = BENCH / "results"
+RESULTS = BENCH / "runs"  # ignored by git; `make bench-accept` keeps a run as the reference
 HIT_ORDER = "BENCH-HIT"
 PENDING_ORDER = "BENCH-PENDING"
 # The MISS scenarios cycle over this many PENDING_VBV orders, so that (almost) no two requests
@@ -193,9 +195,9 @@ def sim_calls(sim_port: int, order_id: str) -> tuple[int, int]:
 
 
 def start_simulator(procs: Processes) -> tuple[Proc, int]:
-    port = free_port()
-    argv = [str(BIN / "order-proxy"), "simulate", "--port", str(port)]
+    argv = [str(BIN / "order-proxy"), "simulate", "--port", "0"]
     proc = procs.start("simulator", argv, core=CLIENT_CORE)
+    port = listening_port(proc)
     wait_ready(port, "/__sim/stats", proc)
     return proc, port
 
@@ -240,7 +242,8 @@ def start_proxy(
     access line per request); "warning" the quiet one. `workers`: `serve --workers N`, pinned
     to `cores` (e.g. "0,1"). `source`: run the `proxy` package found in that directory (another
     checkout, e.g. a `git worktree` of an older commit) instead of this one."""
-    port = free_port()
+    # Port 0 (read back once it listens), except for workers: each would take its own port.
+    port = free_port() if cores is not None else 0
     extra = {
         "JUSPAY_BASE_URL": f"http://127.0.0.1:{env.sim_port}",
         "JUSPAY_MERCHANT_ID": MERCHANT,
@@ -268,6 +271,7 @@ def start_proxy(
         _wait_workers(proc, max(1, workers))
         return proc, port
     proc = env.procs.start(name, argv, core=SERVER_CORE, env=clean_env(**extra))
+    port = listening_port(proc)
     wait_ready(port, "/readyz", proc)
     children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
     if children:
@@ -293,9 +297,9 @@ def _wait_workers(proc: Proc, workers: int) -> None:
 
 
 def start_python_server(env: Env, module: str, *args: str) -> tuple[Proc, int]:
-    port = free_port()
-    argv = [sys.executable, "-m", f"bench.{module}", "--port", str(port), *args]
+    argv = [sys.executable, "-m", f"bench.{module}", "--port", "0", *args]
     proc = env.procs.start(module, argv, core=SERVER_CORE)
+    port = listening_port(proc)
     wait_ready(port, "/healthz", proc)
     return proc, port
 
@@ -1197,7 +1201,7 @@ def write_results(record: dict[str, Any]) -> str:
     text = json.dumps(record, indent=2, default=str)
     (RESULTS / f"{stamp}.json").write_text(text)
     (RESULTS / "latest.json").write_text(text)
-    return f"bench/results/{stamp}.json"
+    return f"bench/runs/{stamp}.json"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1253,7 +1257,7 @@ def main(argv: list[str] | None = None) -> int:
             "results": results,
         }
     )
-    print(f"\nraw results: {path} (and bench/results/latest.json)")
+    print(f"\nraw results: {path} (and bench/runs/latest.json; `make bench-accept` keeps it)")
     return 0
 
 

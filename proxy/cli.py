@@ -17,7 +17,8 @@ from proxy.config import Settings, SettingsError, load_settings
 _EPILOG = """\
 Configuration comes from environment variables (JUSPAY_MERCHANT_ID, JUSPAY_API_KEY or
 JUSPAY_API_KEY_FILE, JUSPAY_BASE_URL, REDIS_URL, PROXY_HOST, PROXY_PORT, ...) and an optional
-TOML file named by PROXY_CONFIG_FILE. The README lists every setting with its default.
+TOML file named by PROXY_CONFIG_FILE. docs/configuration.md lists every setting with its
+default.
 """
 
 
@@ -34,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd = commands.add_parser(
         "serve",
         help="run the proxy (settings from the environment)",
-        description="Run the proxy. Settings come from the environment; see the README. "
+        description="Run the proxy. Settings come from the environment; see docs/configuration.md. "
         "SIGTERM drains in-flight requests (PROXY_DRAIN_SECONDS) and exits 0.",
     )
     serve_cmd.add_argument(
@@ -42,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         metavar="N",
-        help="processes sharing the port with SO_REUSEPORT (default 1; more needs REDIS_URL)",
+        help="processes sharing the port with SO_REUSEPORT (default 1; more needs REDIS_URL: see docs/deploying.md)",
     )
     demo = commands.add_parser(
         "demo",
@@ -57,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
         help="run only the Juspay-compatible upstream simulator",
         description="Run the Juspay-compatible simulator: orders seeded from Juspay's samples "
         "for every merchant, plus orders still in progress that settle --settle-after "
-        "seconds after their first read, and a control API under /__sim/ (see the README).",
+        "seconds after their first read, and a control API under /__sim/ (see docs/simulator.md).",
     )
     sim.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     sim.add_argument("--port", type=int, default=8099, help="listen port (default 8099)")

@@ -72,7 +72,7 @@ def _print_tries(base: str, sim: str, moving: list[str]) -> None:
     print(f"  curl -i '{base}/orders/..%2Fadmin'")
     print(f"  curl -s {base}/metrics | grep ^order_proxy_requests_total")
     post = "curl -s -XPOST -H 'Content-Type: application/json'"
-    print("\nThe simulator's control API (README: Trying it locally):")
+    print("\nThe simulator's control API (docs/simulator.md):")
     print(f"  curl -s {sim}/__sim/orders")
     print(f"""  {post} {sim}/__sim/advance -d '{{"order_id": "{moving[1]}"}}'""")
     print(f"""  {post} {sim}/__sim/refunds -d '{{"order_id": "{ORDER}", "amount": 5}}'""")

@@ -8,8 +8,8 @@ connection resets, cut-short and slow bodies, malformed JSON and oversized bodie
 
 A small control API under /__sim/ lets a test in another process (or a person with curl)
 script orders and faults: list orders, put or script one, advance it, add a refund, inject
-faults (latency, 5xx, 429, ...), and fire a Juspay-shaped webhook at a proxy. The README's
-"Trying it locally" section documents each route. It listens on loopback only unless told
+faults (latency, 5xx, 429, ...), and fire a Juspay-shaped webhook at a proxy. docs/simulator.md
+documents each route. It listens on loopback only unless told
 otherwise; it is a test double, not a server to expose.
 """
 

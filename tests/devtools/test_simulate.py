@@ -24,6 +24,7 @@ from tests.support.processes import ServiceProcess, free_port, proxy_process
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
+SIMULATOR_PAGE = (ROOT / "docs" / "simulator.md").read_text()
 SHOP, TRAVEL = "m_shop", "m_travel"
 SHOP_KEY, TRAVEL_KEY = "shop_key_0123456789", "travel_key_9876543210"
 HOOK_USER, HOOK_PASSWORD = "hooks", "hook-password-123"
@@ -170,7 +171,7 @@ def test_two_merchants_through_the_proxy_and_every_control_route(tmp_path: Path)
         sim.stop()
 
 
-def test_the_readme_documents_every_control_route_and_simulate_flag() -> None:
+def test_the_docs_document_every_control_route_and_simulate_flag() -> None:
     app = create_simulator_app()
     routes = {
         (route.method, route.resource.canonical)
@@ -180,7 +181,7 @@ def test_the_readme_documents_every_control_route_and_simulate_flag() -> None:
         and route.method != "HEAD"  # aiohttp's automatic twin of each GET
     }
     assert routes
-    section = README[README.index("### Trying it locally") :]
+    section = SIMULATOR_PAGE[SIMULATOR_PAGE.index("## The control API") :]
     for method, path in routes:
         assert re.search(rf"`{method} {re.escape(path)}`", section), (method, path)
     table_row = next(
