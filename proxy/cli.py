@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         metavar="N",
-        help="processes sharing the port with SO_REUSEPORT (default 1; more needs REDIS_URL: see docs/deploying.md)",
+        help="processes sharing the port with SO_REUSEPORT (default 1; more need REDIS_URL)",
     )
     demo = commands.add_parser(
         "demo",

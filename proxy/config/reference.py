@@ -71,6 +71,10 @@ MEANINGS: Final[Mapping[str, str]] = {
     "redis.connect_timeout_seconds": "deadline to connect to Redis",
     "redis.max_connections": "Redis connection pool size",
     "redis.key_prefix": "prefix of every Redis key and channel (no braces, colons or spaces)",
+    "redis.ack_replicas": "replicas a webhook's or purge's invalidation must reach (`WAIT`) "
+    "before it is acknowledged; -1: one if the primary has a replica, else none",
+    "redis.ack_timeout_seconds": "how long an acknowledgement waits for them; not reached: "
+    "503 with `Retry-After`, so Juspay retries",
     "cache.policy.final_ttl": "`CHARGED`, `AUTO_REFUNDED`, `VOIDED` with every refund settled",
     "cache.policy.failure_ttl": "failure statuses (`AUTHENTICATION_FAILED`, "
     "`AUTHORIZATION_FAILED`, `JUSPAY_DECLINED`, `CAPTURE_FAILED`, `VOID_FAILED`)",
@@ -84,6 +88,8 @@ MEANINGS: Final[Mapping[str, str]] = {
     "cache.distributed_coalescing": "replicas sharing Redis make one upstream call per missed key",
     "cache.memory_layer_ttl_seconds": "with Redis: how long a fresh entry is also answered "
     "from this process' memory (0: off)",
+    "cache.outage_grace_seconds": "while Redis or the bus is down: how long an answer read "
+    "from Juspay is kept in memory, from when its read started (0: not kept)",
     "cache.verify_sample_rate": "share of cache hits re-read from Juspay in the background "
     "and compared (0: off)",
     "server.host": "listen address of the API",
