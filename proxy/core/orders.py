@@ -18,18 +18,16 @@ invalidation they could have known about):
 from __future__ import annotations
 
 import asyncio
-import enum
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import msgspec
 import structlog
 
 from proxy.cache.coalesce import ReplicaCoalescer
 from proxy.cache.entries import CachedEntry, new_entry
-from proxy.cache.facade import FLOOR_SECONDS, Fence, OrderCache
+from proxy.cache.facade import Fence, OrderCache
 from proxy.cache.keys import KeySchema, base_of
 from proxy.cache.memory import Fence as LocalFence
 from proxy.cache.redis import CacheUnavailable, Saved
@@ -37,91 +35,33 @@ from proxy.core import lowerbound, policy
 from proxy.core.errors import (
     CacheUnavailableError,
     Overloaded,
-    ProxyError,
     UpstreamBadBody,
     UpstreamError,
 )
+from proxy.core.followups import LAGGING, FollowUps
 from proxy.core.models import OrderStatusView
+from proxy.core.reads import CacheResult, Miss, OrderAnswer, OrderQuery, fresh
 from proxy.core.state import fingerprint
 from proxy.core.tasks import BackgroundTasks
 from proxy.observe.metrics import Metrics
 from proxy.upstream.client import JuspayClient, UpstreamCall
 
-log = structlog.get_logger("proxy.orders")
+# The read types live in reads.py; they are named here too, where callers meet them.
+__all__ = [
+    "CacheResult",
+    "Miss",
+    "OrderAnswer",
+    "OrderQuery",
+    "OrderService",
+    "ServiceOptions",
+    "fresh",
+]
 
-# The class of an answer that lags the order's last webhook (see _lagging): never stored, and
-# a wait that gets it is over (it is Juspay's answer).
-LAGGING = "lagging"
-# The backoff between the re-reads of a lagging order: 1, 2, 4, 8, 16, 16... s.
-_CHASE_FIRST_DELAY = 1.0
-_CHASE_MAX_DELAY = 16.0
+log = structlog.get_logger("proxy.orders")
 
 # A miss whose Redis lookup failed cannot compare generations; it joins only a read this
 # young (an invalidation acknowledged elsewhere is then at most this old when it is served).
 _BLIND_JOIN_SECONDS = 1.0
-
-
-class CacheResult(enum.StrEnum):
-    """How an answer was produced; the value is the metric label, `header` the X-Cache value."""
-
-    HIT = "hit"
-    MISS = "miss"
-    BYPASS = "bypass"
-    STALE = "stale"
-    # The cache could not be asked (Redis down); the caller sees MISS.
-    ERROR = "error"
-
-    @property
-    def header(self) -> str:
-        return "MISS" if self is CacheResult.ERROR else self.value.upper()
-
-
-class OrderQuery(msgspec.Struct, frozen=True):
-    """A validated request for one order, as the caller asked for it."""
-
-    merchant_id: str
-    order_id: str
-    version: str
-    full_gateway_response: bool = False
-    routing_id: str | None = None
-    no_cache: bool = False
-    # No-cache only: the loop time the request arrived; only a read that started at or after
-    # it may answer the request.
-    not_before: float | None = None
-    # One payment attempt (`txn_uuid`): forwarded and keyed; its answer is not the order's.
-    txn_uuid: str | None = None
-
-
-def fresh(query: OrderQuery) -> OrderQuery:
-    """The same query as a no-cache read starting now."""
-    return msgspec.structs.replace(
-        query, no_cache=True, not_before=asyncio.get_running_loop().time()
-    )
-
-
-class OrderAnswer(msgspec.Struct, frozen=True):
-    """An order's answer, and how it was produced (for X-Cache, Age and the request record)."""
-
-    entry: CachedEntry
-    cache: CacheResult
-    age: int | None
-    coalesced: bool = False
-    upstream_status: int | None = None
-    upstream_elapsed: float | None = None
-
-
-class Miss(msgspec.Struct, frozen=True):
-    """A read the cache did not answer (a miss, a failed lookup or a no-cache read): what
-    `fetch` needs to answer it from Juspay."""
-
-    key: str
-    query: OrderQuery
-    # MISS, ERROR (Redis could not be asked) or BYPASS (no-cache).
-    cache: CacheResult
-    # What the lookup saw of the order's generation (see _Flight.seen).
-    seen: tuple[str, object] | None = None
-    # An entry past its freshness, served only if Juspay fails (stale-if-error).
-    stale: CachedEntry | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,15 +120,22 @@ class OrderService:
         self._options = options
         self._policy = options.policy
         self._metrics = metrics
-        self._decode_view = decode_view
         self.background = background
         self._replicas = replicas
         self._clock = clock
-        self._sample = sample
         self._calls_saved = metrics.calls_saved
         self._inflight: dict[str, _Flight] = {}
-        # Keys whose lagging re-reads are being chased (see _lagging).
-        self._chasing: set[str] = set()
+        # The reads it makes on its own: refreshes, lagging re-reads, the verification sample.
+        self.followups = FollowUps(
+            self.get,
+            self.key,
+            background,
+            metrics,
+            decode_view=decode_view,
+            clock=clock,
+            sample=sample,
+            verify_sample_rate=options.verify_sample_rate,
+        )
         # Every read in flight, also older ones a newer read replaced in _inflight.
         self._tasks: set[asyncio.Task[_Fetched]] = set()
 
@@ -280,8 +227,8 @@ class OrderService:
 
     def _hit(self, query: OrderQuery, entry: CachedEntry) -> OrderAnswer:
         self._calls_saved.inc()
-        if self._options.verify_sample_rate > 0:
-            self._maybe_verify(query, entry)
+        if self.followups.verify_sample_rate > 0:
+            self.followups.maybe_verify(query, entry)
         return OrderAnswer(entry, CacheResult.HIT, max(0, int(self._clock() - entry.fetched_at)))
 
     async def _cached(
@@ -395,7 +342,7 @@ class OrderService:
             # (every read goes to Juspay until it catches up), and read again in the
             # background until it shows what the webhook did.
             ttl, entry_class = 0, LAGGING
-            self._lagging(query, answer.view, floor)
+            self.followups.lagging(query, answer.view, floor)
         entry = new_entry(
             key,
             answer.status,
@@ -447,94 +394,7 @@ class OrderService:
         """Read the order's default variant from Juspay in the background (after a webhook),
         through the normal path: coalesced, fenced and policy-checked."""
         query = OrderQuery(merchant_id, order_id, self._options.default_version)
-        return self.background.start(lambda: self._refresh(query), name=f"refresh:{order_id}")
-
-    async def _refresh(self, query: OrderQuery) -> None:
-        try:
-            await self.get(query)
-        except ProxyError as exc:
-            log.info("refresh_failed", order_id=query.order_id, error_code=exc.error_code)
-
-    # --- webhooks as lower bounds ---------------------------------------------------------
-    def _lagging(self, query: OrderQuery, view: OrderStatusView, floor: lowerbound.Floor) -> None:
-        """A read showed less than the order's last webhook: count it, and (once per order at
-        a time) read it again in the background until it catches up or the floor lapses."""
-        self._metrics.lagging_rereads.inc()
-        key = self.key(query)
-        if key in self._chasing:
-            return
-        log.info(
-            "webhook_lagging_reread",
-            merchant_id=query.merchant_id,
-            order_id=query.order_id,
-            event_name=floor.event,
-            juspay_status=view.status,
-            webhook_status=floor.status,
-        )
-        plain = msgspec.structs.replace(query, no_cache=False, not_before=None)
-        if self.background.start(lambda: self._chase(key, plain), name=f"chase:{key}"):
-            self._chasing.add(key)
-
-    async def _chase(self, key: str, query: OrderQuery) -> None:
-        """Fresh reads with a bounded backoff until Juspay shows at least what its webhook
-        did (each lagging one is stored only briefly by _read) or the floor lapses."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + FLOOR_SECONDS
-        delay = _CHASE_FIRST_DELAY
-        try:
-            while loop.time() + delay < deadline:
-                await asyncio.sleep(delay)  # the backoff between re-reads, not a wait
-                delay = min(delay * 2, _CHASE_MAX_DELAY)
-                try:
-                    answer = await self.get(fresh(query))
-                except ProxyError:
-                    continue
-                if answer.entry.status_class != LAGGING:
-                    return
-        finally:
-            self._chasing.discard(key)
-
-    # --- verification sample ----------------------------------------------------------------
-    def _maybe_verify(self, query: OrderQuery, served: CachedEntry) -> None:
-        if self._sample() >= self._options.verify_sample_rate:
-            return
-        if not self.background.start(
-            lambda: self._verify(query, served), name=f"verify:{query.order_id}"
-        ):
-            self._metrics.verifications.labels(result="skipped").inc()
-
-    async def _verify(self, query: OrderQuery, served: CachedEntry) -> None:
-        """Re-read a hit's order from Juspay and compare; a divergence also refreshes it."""
-        try:
-            answer = await self.get(fresh(query))
-        except ProxyError:
-            self._metrics.verifications.labels(result="error").inc()
-            return
-        ours, theirs = self._state(served), self._state(answer.entry)
-        if ours == theirs:
-            self._metrics.verifications.labels(result="match").inc()
-            return
-        self._metrics.verifications.labels(result="diverged").inc()
-        log.warning(
-            "cache_diverged",
-            merchant_id=query.merchant_id,
-            order_id=query.order_id,
-            cached_status=ours[1],
-            cached_refunds=list(ours[2]),
-            juspay_status=theirs[1],
-            juspay_refunds=list(theirs[2]),
-            cached_age=max(0, int(self._clock() - served.fetched_at)),
-        )
-
-    def _state(self, entry: CachedEntry) -> tuple[int, str, tuple[str, ...]]:
-        """What a caller acts on: HTTP status, order status and each refund's status."""
-        try:
-            view = self._decode_view(entry.body)
-        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-            # A 4xx body need not be JSON; its status code still counts.
-            return (entry.status_code, entry.order_status, ())
-        refunds = tuple(refund.status or "" for refund in view.refunds or ())
-        return (entry.status_code, view.status or "", refunds)
+        return self.followups.refresh(query)
 
     async def close(self) -> None:
         """Cancel background work and upstream calls still under way (shutdown)."""
