@@ -3,6 +3,7 @@ Basic credentials or as JWT webhooks, and manage the keys those are made with.""
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -36,9 +37,9 @@ async def fire_webhook(request: web.Request) -> web.Response:
     payload = json.dumps(event(name, merchant_id, order)).encode()
     auth = _auth_mode(state.jwt.has_recipient(merchant_id), data)
     headers = {"Content-Type": "application/json"}
-    basic = None
     if data.get("username") is not None:
-        basic = aiohttp.BasicAuth(str(data["username"]), str(data.get("password", "")))
+        pair = f"{data['username']}:{data.get('password', '')}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
     elif auth == "basic":
         raise ControlError("auth 'basic' needs 'username' (and 'password')")
     body = payload
@@ -47,7 +48,7 @@ async def fire_webhook(request: web.Request) -> web.Response:
     try:
         async with (
             aiohttp.ClientSession(timeout=_TIMEOUT) as session,
-            session.post(url, data=body, headers=headers, auth=basic) as resp,
+            session.post(url, data=body, headers=headers) as resp,
         ):
             answer, status = await resp.text(), resp.status
     except (aiohttp.ClientError, TimeoutError) as exc:
