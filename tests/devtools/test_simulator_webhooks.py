@@ -26,7 +26,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from proxy.appkeys import METRICS
 from proxy.config.settings import JwtWebhookSettings
 from proxy.devtools.simulator import SimulatorState, create_simulator_app
-from proxy.devtools.simulator.events import CHARGEBACK_EVENTS, MANDATE_EVENTS, ORDER_EVENTS
+from proxy.devtools.simulator.events import (
+    CHARGEBACK_EVENTS,
+    MANDATE_EVENTS,
+    ORDER_EVENTS,
+    family_of,
+)
 from proxy.web import webhooks as proxy_webhooks
 from proxy.web.webhook_jwt import JwtKeyring
 from tests.conftest import MERCHANT, ProxyFactory, make_settings
@@ -86,6 +91,14 @@ def test_the_event_names_are_juspays_and_the_proxys() -> None:
         ORDER_EVENTS
     )
     assert len(CHARGEBACK_EVENTS) == 8
+
+
+@pytest.mark.parametrize(
+    "name",
+    [*ORDER_EVENTS, *MANDATE_EVENTS, *CHARGEBACK_EVENTS, "NOTIFICATION_SENT", "SOMETHING_NEW"],
+)
+def test_the_simulator_names_families_as_the_proxy_counts_them(name: str) -> None:
+    assert family_of(name) == proxy_webhooks.family_of(name)
 
 
 @pytest.mark.parametrize(

@@ -59,7 +59,8 @@ _FAILED = frozenset({"AUTHENTICATION_FAILED", "AUTHORIZATION_FAILED", "JUSPAY_DE
 
 
 def family_of(name: str) -> str:
-    """order, refund, txn, mandate, chargeback or other, as the proxy classes names."""
+    """order, refund, txn, mandate, chargeback, notification or other, as the proxy classes
+    names (a notification event is sent in the standard envelope: its shape is not known)."""
     if "REFUND" in name and not name.startswith("CHARGEBACK_"):
         return "refund"
     for prefix, family in (
@@ -67,6 +68,7 @@ def family_of(name: str) -> str:
         ("TXN_", "txn"),
         ("MANDATE_", "mandate"),
         ("CHARGEBACK_", "chargeback"),
+        ("NOTIFICATION_", "notification"),
     ):
         if name.startswith(prefix):
             return family
