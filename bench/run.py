@@ -17,8 +17,8 @@ Scenarios (all on 127.0.0.1):
             1,000-request burst for one uncached order (upstream calls counted by the
             simulator), 100k distinct orders through the in-process layer with a 64 MiB bound
             (RSS checked)
-  workers   the default-config HIT with the server on both cores: one process, then
-            `serve --workers 2` (wrk unpinned: the machine has two cores)
+  workers   the default-config HIT (with Redis, which several workers need) with the server
+            on both cores: one process, then `serve --workers 2` (wrk unpinned: two cores)
   accessline  CPU of one access line (bench.accessline_micro) vs the structlog line
   decode    msgspec status-view decode vs json.loads of the same ~4 KB body
 

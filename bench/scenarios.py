@@ -54,6 +54,6 @@ SCENARIOS: dict[str, tuple[str, Callable[[Env], dict[str, Any]]]] = {
     "waiters": ("proxy: 100 waiters, 2 replicas, settles at 5s", scenario_waiters),
     "decode": ("decode: msgspec status view vs json", scenario_decode),
     "accessline": ("access line: msgspec + sink vs structlog", scenario_accessline),
-    "workers_1": ("workers: 1 process, default, both cores", scenario_workers_1),
-    "workers_2": ("workers: serve --workers 2, default", scenario_workers_2),
+    "workers_1": ("workers: 1 process, default + Redis, both cores", scenario_workers_1),
+    "workers_2": ("workers: serve --workers 2, default + Redis", scenario_workers_2),
 }

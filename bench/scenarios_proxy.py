@@ -57,10 +57,13 @@ def scenario_proxy_memory_hit_default(env: Env) -> dict[str, Any]:
 
 
 def _workers(env: Env, workers: int) -> dict[str, Any]:
-    """Default config, in-process HIT, the server on both cores (1 process, or `--workers 2`)
+    """Default config with Redis (which `--workers 2` requires; both scenarios use it, so they
+    compare alike), in-process HIT, the server on both cores (1 process, or `--workers 2`)
     and wrk unpinned: the machine has two cores, so all share them."""
+    if env.redis is None:
+        raise BenchError("redis-server is not installed")
     name = f"proxy-workers-{workers}"
-    proc, port = start_proxy(env, name, log_level="info", workers=workers, cores="0,1")
+    proc, port = start_proxy(env, name, redis=True, log_level="info", workers=workers, cores="0,1")
     try:
         path = f"/orders/{HIT_ORDER}"
         for _ in range(4 * workers):  # fill each worker's in-process layer

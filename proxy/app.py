@@ -158,6 +158,8 @@ def _resources(
                 timeout=timeout,
                 # A generation must outlive any read that noted it (saves extend it further).
                 generation_ttl=max(300, int(settings.upstream.timeout_seconds * 10)),
+                ack_replicas=settings.redis.ack_replicas,
+                ack_timeout=settings.redis.ack_timeout_seconds,
                 on_batch=metrics.redis_batch,
                 on_rejected=lambda reason: metrics.rejected_entries.labels(reason=reason).inc(),
             )
@@ -169,6 +171,7 @@ def _resources(
                 remote=store,
                 bus=bus,
                 front_ttl=settings.cache.memory_layer_ttl_seconds,
+                grace=settings.cache.outage_grace_seconds,
             )
             bus.start()
             if settings.cache.distributed_coalescing:

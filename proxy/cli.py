@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         metavar="N",
-        help="processes sharing the port with SO_REUSEPORT (default 1; see the README)",
+        help="processes sharing the port with SO_REUSEPORT (default 1; more needs REDIS_URL)",
     )
     demo = commands.add_parser(
         "demo",
@@ -139,6 +139,17 @@ def serve(workers: int = 1) -> int:
     settings = _settings_or_exit()
     if workers < 1 or workers > 64:
         print("order-proxy: --workers must be between 1 and 64", file=sys.stderr)
+        return 2
+    if workers > 1 and settings.redis.url is None:
+        # Each worker has its own in-process cache and hears webhooks and purges only through
+        # Redis: without it, an invalidation reaches one worker and the others keep serving
+        # the old order until its TTL. Refused before any worker starts.
+        print(
+            f"order-proxy: --workers {workers} needs REDIS_URL, which is unset: workers "
+            "without a shared Redis cannot hear each other's webhooks and purges and would "
+            "serve stale orders; set REDIS_URL or use --workers 1",
+            file=sys.stderr,
+        )
         return 2
     configure_logging(settings.log.level, settings.log.format)
     if workers > 1:

@@ -6,7 +6,8 @@
 #   2. validate the built-in kinds with kubernetes-validate --strict against the
 #      pinned Kubernetes version, and the custom resources (ServiceMonitor,
 #      PrometheusRule) against the vendored schemas in k8s/schemas;
-#   3. hold every pod to the hardening rules (scripts/check_hardening.py);
+#   3. hold every pod to the hardening rules (scripts/check_hardening.py), and
+#      fail a Deployment with several replicas or an HPA but no REDIS_URL;
 #   4. print the order-proxy container contract (command, port, env names, probe
 #      paths) of the gateway and sidecar overlays and check it against the product
 #      contract (scripts/k8s_contract.py);
@@ -67,6 +68,9 @@ for overlay in "${overlays[@]}"; do
     || fail "custom resources in k8s/overlays/$overlay are invalid"
   "$PYTHON" scripts/check_hardening.py "$rendered" \
     || fail "hardening rules broken in k8s/overlays/$overlay"
+  "$PYTHON" scripts/k8s_contract.py --rendered "$rendered" --fleet \
+    || fail "k8s/overlays/$overlay runs several proxies without a shared Redis (REDIS_URL)"
+  echo "OK    several replicas or an HPA only with REDIS_URL"
 done
 
 # The contract the test suite starts the proxy with (gateway and sidecar shapes).

@@ -1,6 +1,6 @@
 """Every Redis key and channel name the proxy uses, stated once.
 
-    {prefix}:v2:{merchant:order}                      the order's base (a Redis Cluster hash tag:
+    {prefix}:v3:{merchant:order}                      the order's base (a Redis Cluster hash tag:
                                                       everything about one order sits in one slot)
     <base>:gen                                        the order's generation (fences saves)
     <base>:variants                                   hash: entry key -> etag of each stored variant
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 # Bump when the entry encoding or the key layout changes: old keys are then simply not found.
-FORMAT = "v2"
+FORMAT = "v3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +56,11 @@ def rate_limit_key(prefix: str, client: str, scope: str) -> str:
 def base_of(key: str) -> str:
     """The order base of any key built by KeySchema (up to the hash tag's closing brace)."""
     return key[: key.index("}") + 1]
+
+
+def is_attempt(key: str) -> bool:
+    """Whether an entry key is one payment attempt's (`txn_uuid`) answer."""
+    return ":t:" in key
 
 
 def gen_key(base: str) -> str:

@@ -201,6 +201,21 @@ class RedisSettings:
         int, Meta(ge=1, le=10_000, extra=sources(toml="redis.max_connections"))
     ] = 64
     key_prefix: Annotated[str, Meta(extra=sources(toml="redis.key_prefix"))] = "order-proxy"
+    # Replicas a webhook's or purge's invalidation must reach (Redis WAIT) before it is
+    # acknowledged; -1: one when the primary has any replica, else none. Not reached in
+    # ack_timeout_seconds: 503 with Retry-After, so Juspay retries.
+    ack_replicas: Annotated[
+        int,
+        Meta(ge=-1, le=16, extra=sources(env="REDIS_ACK_REPLICAS", toml="redis.ack_replicas")),
+    ] = -1
+    ack_timeout_seconds: Annotated[
+        float,
+        Meta(
+            ge=0.01,
+            le=10.0,
+            extra=sources(env="REDIS_ACK_TIMEOUT_SECONDS", toml="redis.ack_timeout_seconds"),
+        ),
+    ] = 0.5
     # REDIS_URL taken apart once, here (RedisUrlError when it is unusable); the client is
     # built from this.
     target: RedisTarget | None = field(init=False, repr=False, compare=False)
@@ -239,6 +254,11 @@ class CacheSettings:
     memory_layer_ttl_seconds: Annotated[
         float, Meta(ge=0.0, le=3600.0, extra=sources(toml="cache.memory_layer_ttl_seconds"))
     ] = 30.0
+    # While the invalidation bus (or Redis) is down: memory answers whose read started at most
+    # this long ago are still served, and Juspay's answers are kept this long (0: none).
+    outage_grace_seconds: Annotated[
+        float, Meta(ge=0.0, le=5.0, extra=sources(toml="cache.outage_grace_seconds"))
+    ] = 2.0
     # Share of cache hits re-read from Juspay in the background and compared, to measure how
     # true the cache is (order_proxy_cache_verifications_total); 0 turns it off.
     verify_sample_rate: Annotated[

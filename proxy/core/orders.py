@@ -21,7 +21,7 @@ import asyncio
 import enum
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -42,6 +42,7 @@ from proxy.core.errors import (
     UpstreamError,
 )
 from proxy.core.models import OrderStatusView
+from proxy.core.state import fingerprint
 from proxy.core.tasks import BackgroundTasks
 from proxy.observe.metrics import Metrics
 from proxy.upstream.client import JuspayClient, UpstreamCall
@@ -214,15 +215,26 @@ class OrderService:
         # An entry past its freshness is kept only for stale-if-error (final entries, see _read).
         return Miss(key, query, CacheResult.ERROR if failed else CacheResult.MISS, seen, entry)
 
-    async def fetch(self, miss: Miss) -> OrderAnswer:
+    async def fetch(
+        self, miss: Miss, admit: Callable[[], Awaitable[None]] | None = None
+    ) -> OrderAnswer:
         """The answer from Juspay for what `lookup` could not answer: one read per key shared
-        by whoever may share it, or a stale final entry when Juspay fails."""
+        by whoever may share it, or a stale final entry when Juspay fails. `admit` (the
+        caller's upstream rate limit) is asked only when this caller starts a read of its own:
+        joining a read in flight costs Juspay nothing."""
         key, query = miss.key, miss.query
         loop = asyncio.get_running_loop()
         flight = self._inflight.get(key)
         coalesced = flight is not None and self._may_join(
             flight, query, key, miss.seen, loop.time()
         )
+        if not coalesced and admit is not None:
+            await admit()
+            # A read may have started while the limit was checked.
+            flight = self._inflight.get(key)
+            coalesced = flight is not None and self._may_join(
+                flight, query, key, miss.seen, loop.time()
+            )
         if flight is None or not coalesced:
             local = self._cache.local_fence(key)
             task = asyncio.create_task(
@@ -276,7 +288,8 @@ class OrderService:
         lookup = await cache.lookup(key)
         if lookup.failed:
             return None, None, True
-        return lookup.entry, ("redis", lookup.generation), False
+        # The epoch too: a generation restored by a restarted Redis is not the one it was.
+        return lookup.entry, ("redis", (lookup.generation, lookup.epoch)), False
 
     def _may_join(
         self,
@@ -317,9 +330,14 @@ class OrderService:
         if replicas is None:
             fence = await self._cache.note(key, local)
             return await self._read(key, query, fence)
+        born = self._cache.now()
         result = await replicas.run(
             key,
-            lambda generation: self._read(key, query, Fence(local, generation)),
+            lambda noted: self._read(
+                key,
+                query,
+                Fence(local, born=born) if noted is None else Fence(local, *noted, born),
+            ),
             lambda fetched: fetched.entry,
             may_follow=not query.no_cache,
         )
@@ -362,6 +380,7 @@ class OrderService:
             status_class=status_class.value,
             now=self._clock(),
             ttl=decision.ttl,
+            state=fingerprint(answer.status, answer.view),
         )
         keep = decision.ttl
         if status_class is policy.StatusClass.FINAL and keep > 0:
@@ -382,8 +401,9 @@ class OrderService:
         try:
             removed = await self._cache.invalidate(self.base(merchant_id, order_id))
         except CacheUnavailable:
+            # Not acknowledged: the webhook or purge is answered 5xx and retried.
             raise CacheUnavailableError(
-                "the cache could not confirm the invalidation; nothing was changed"
+                "the cache could not confirm the invalidation durably; nothing may be assumed"
             ) from None
         self._metrics.invalidations.labels(source=source).inc()
         self._metrics.purges.labels(source=source).inc(removed)

@@ -41,6 +41,11 @@ def is_settled(answer: OrderAnswer) -> bool:
     return answer.entry.status_class not in _MOVING
 
 
+def _newer(a: OrderAnswer, b: OrderAnswer) -> bool:
+    """Whether `a` was read from Juspay after `b`."""
+    return a.entry.fetched_at > b.entry.fetched_at
+
+
 @dataclass(eq=False)
 class _Watch:
     key: str
@@ -116,13 +121,17 @@ class WaitRegistry:
             watch.task = asyncio.create_task(self._run(watch), name=f"watch:{query.order_id}")
         else:
             self._metrics.wait_polls_saved.inc()  # joined a schedule someone else started
+            if _newer(first, watch.latest):
+                watch.latest = first  # this caller's own read is the latest news
         watch.waiters += 1
         self._waiters += 1
         try:
             answer = await asyncio.wait_for(asyncio.shield(watch.settled), timeout=seconds)
         except TimeoutError:
             self._metrics.wait_results.labels(result="timeout").inc()
-            return watch.latest, False
+            # Never older than what this caller's own request read (a no-cache read that
+            # joined a schedule whose last poll came before it).
+            return (first if _newer(first, watch.latest) else watch.latest), False
         finally:
             watch.waiters -= 1
             self._waiters -= 1
@@ -169,7 +178,8 @@ class WaitRegistry:
                 # The schedule's own fresh read: to its waiters it is an upstream read, a
                 # MISS (X-Cache: BYPASS means the caller itself sent no-cache).
                 answer = msgspec.structs.replace(answer, cache=CacheResult.MISS)
-            watch.latest = answer
+            if not _newer(watch.latest, answer):
+                watch.latest = answer
             if is_settled(answer):
                 self._metrics.wait_wakeups.labels(cause=cause).inc()
                 # Everyone waiting on this watch gets this one answer.

@@ -156,7 +156,7 @@ class Metrics:
         self.rejected_entries = Counter(
             "order_proxy_cache_rejected_entries",
             "Entries read from Redis and not served: undecodable, written for another key, "
-            "or a body that fails its checksum.",
+            "a body that fails its checksum, or stored before Redis restarted or failed over.",
             ["reason"],
             registry=r,
         )
@@ -324,7 +324,7 @@ class Metrics:
             self.redis_errors.labels(operation=operation)
         for result in ("match", "diverged"):
             self.verifications.labels(result=result)
-        for reason in ("undecodable", "foreign_key", "checksum"):
+        for reason in ("undecodable", "foreign_key", "checksum", "epoch"):
             self.rejected_entries.labels(reason=reason)
         for source in ("purge", "webhook", "refresh"):
             self.invalidations.labels(source=source)

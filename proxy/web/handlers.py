@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 import msgspec
 from aiohttp import web
@@ -11,9 +10,10 @@ from aiohttp import web
 from proxy.appkeys import CLIENT, DECODERS, METRICS, ORDER_SERVICE, RECORD, SETTINGS, WAITS
 from proxy.core import validators
 from proxy.core.errors import BadRequest, Forbidden, ProxyError
-from proxy.core.orders import Miss, OrderAnswer, OrderQuery, OrderService
+from proxy.core.orders import Miss, OrderAnswer, OrderQuery
 from proxy.core.waits import is_settled
 from proxy.observe import accesslog
+from proxy.web.cachecontrol import wants_fresh
 from proxy.web.errors import error_body
 from proxy.web.ratelimit import upstream_admit
 
@@ -33,11 +33,6 @@ def _header(request: web.Request, name: str) -> str | None:
     if len(values) > 1:
         raise BadRequest(f"{name} header given more than once")
     return values[0] if values else None
-
-
-def _no_cache(request: web.Request) -> bool:
-    tokens = {t.strip().lower() for t in request.headers.get("Cache-Control", "").split(",")}
-    return "no-cache" in tokens
 
 
 def select_merchant(request: web.Request) -> str:
@@ -94,7 +89,7 @@ def read_options(request: web.Request, order_id: str) -> OrderQuery:
     routing_id = validators.routing_id(routing_header) if routing_header is not None else None
 
     full = _single(request, FULL_GATEWAY_RESPONSE)
-    no_cache = _no_cache(request)
+    no_cache = wants_fresh(request.headers)
     return OrderQuery(
         merchant_id=merchant_id,
         order_id=order_id,
@@ -111,16 +106,8 @@ async def _missed(request: web.Request, miss: Miss) -> OrderAnswer:
     """A read the cache did not answer: recorded as such before the upstream call (so a miss
     whose call then fails is still recorded as a miss), then answered from Juspay."""
     request[RECORD].cache = miss.cache.value
-    return await _fetch(request.app[ORDER_SERVICE], miss, upstream_admit(request))
-
-
-async def _fetch(
-    service: OrderService, miss: Miss, admit: Callable[[], Awaitable[None]] | None
-) -> OrderAnswer:
-    """Juspay's answer for a miss, once `admit` (the caller's upstream rate limit) allows it."""
-    if admit is not None:
-        await admit()
-    return await service.fetch(miss)
+    # The caller's upstream rate limit is charged only if a read is made for it.
+    return await request.app[ORDER_SERVICE].fetch(miss, upstream_admit(request))
 
 
 def _etag_matches(request: web.Request, etag: str) -> bool:
@@ -266,7 +253,7 @@ async def batch_get(request: web.Request) -> web.Response:
                 answer = found
             else:
                 cache = found.cache.header
-                answer = await _fetch(service, found, admit)
+                answer = await service.fetch(found, admit)
         except ProxyError as err:
             return _batch_item(raw_id[:80], err.status, cache, error_body(err), is_json=True)
         entry = answer.entry

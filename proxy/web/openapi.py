@@ -56,7 +56,19 @@ _ORDER_HEADERS = [
     {"$ref": "#/components/parameters/version"},
     {"$ref": "#/components/parameters/x-merchantid"},
     {"$ref": "#/components/parameters/x-routing-id"},
-    {"name": "Cache-Control", "in": "header", "schema": {"type": "string", "maxLength": 200}},
+    {
+        "name": "Cache-Control",
+        "in": "header",
+        "description": "no-cache (any line or list member, any case) reads Juspay now: "
+        "X-Cache BYPASS",
+        "schema": {"type": "string", "maxLength": 200},
+    },
+    {
+        "name": "Pragma",
+        "in": "header",
+        "description": "no-cache (HTTP/1.0) does the same, even beside Cache-Control",
+        "schema": {"type": "string", "maxLength": 200},
+    },
 ]
 
 

@@ -244,3 +244,23 @@ async def test_bad_batch_requests_answer_400(
     resp = await proxy.post("/orders:batchGet", data=body)
     assert resp.status == 400
     assert simulator_state.total_calls == 0
+
+
+async def test_a_no_cache_waiter_is_never_answered_with_a_state_older_than_its_own_read(
+    make_proxy: ProxyFactory,
+    simulator: TestServer,
+    simulator_state: SimulatorState,
+    redis_server: RedisProcess,
+) -> None:
+    simulator_state.put_order(MERCHANT, "W-NEWER", "PENDING_VBV")
+    # The shared schedule polls rarely: the first waiter's read stays its latest news.
+    proxy = await make_proxy(settings=waiting(simulator, redis_server, poll_initial_seconds=30))
+    first = asyncio.ensure_future(proxy.get("/orders/W-NEWER?wait=3"))
+    await until(lambda: proxy.app[WAITS].watching == 1)
+    simulator_state.put_order(MERCHANT, "W-NEWER", "AUTHORIZING")
+    own = await proxy.get("/orders/W-NEWER?wait=1", headers={"Cache-Control": "no-cache"})
+    assert own.headers["X-Wait"] == "timeout"
+    assert (await own.json())["status"] == "AUTHORIZING"  # its own read, not the older poll
+    # The schedule's latest news is now that read too: the first waiter hears it.
+    earlier = await first
+    assert (await earlier.json())["status"] == "AUTHORIZING"

@@ -251,7 +251,9 @@ async def test_with_redis_down_limits_are_per_process_and_no_request_fails(
     assert await statuses([a], FREE_KEY, 3) == [200] * 3
     assert sample(a, "order_proxy_redis_errors_total", operation="ratelimit") >= 1
     assert limited_count(a, "limited", "all") == 1
-    assert simulator_state.calls[ORDER] == 7  # Redis down: every admitted read went to Juspay
+    # Redis down: each process read Juspay once and answered the rest from what it keeps
+    # through an outage (the grace), so the limits above were about requests, not Juspay.
+    assert simulator_state.calls[ORDER] == 2
 
 
 async def test_limiter_falls_back_to_local_and_shares_again_when_redis_answers(
