@@ -24,16 +24,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.env import HIT_ORDER, Config, start_proxy, start_python_server
 from bench.harness import Pinning, Processes, cpu_seconds, run_wrk
-from bench.run import (
-    HIT_ORDER,
-    RESULTS,
-    Config,
-    expect,
-    setup_env,
-    start_proxy,
-    start_python_server,
-)
+from bench.measure import expect
+from bench.run import RESULTS, setup_env
 
 
 def main(argv: list[str] | None = None) -> int:

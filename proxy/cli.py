@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from aiohttp import web
 
@@ -82,6 +83,14 @@ def _parser() -> argparse.ArgumentParser:
         default=30.0,
         metavar="SECONDS",
         help="each seeded in-progress order settles this long after its first read (default 30)",
+    )
+    sim.add_argument(
+        "--jwt-keys",
+        metavar="DIR",
+        default=None,
+        help="play JWT webhooks: for each merchant, make its key pair and write "
+        "DIR/<merchant>/merchant-private.pem, juspay-public.pem and kid for the proxy; "
+        "its webhooks are then sent as JWT webhooks (docs/simulator.md)",
     )
     key_cmd = commands.add_parser(
         "client-key",
@@ -196,6 +205,10 @@ def simulate(args: argparse.Namespace) -> int:
     state = SimulatorState(merchants)
     seeded = state.seed_samples()
     moving = state.seed_in_progress(args.settle_after)
+    jwt_files = {}
+    if args.jwt_keys is not None:
+        folder = Path(args.jwt_keys).resolve()
+        jwt_files = {m: state.jwt.write_files(m, folder / m) for m in merchants}
     line = json.dumps(
         {
             "event": "simulator_listening",
@@ -206,6 +219,8 @@ def simulate(args: argparse.Namespace) -> int:
             "orders": seeded,
             "in_progress_orders": moving,
             "settle_after_seconds": args.settle_after,
+            # Where each merchant's JWT key files are (paths and kid, never a key).
+            "jwt_keys": jwt_files,
         }
     )
     web.run_app(

@@ -221,10 +221,14 @@ class RefundStatusView(msgspec.Struct, kw_only=True):
     unique_request_id: Any = None
 
 
-# The mandate and chargeback leaves take any JSON value: a 200 whose status view fails to
+# The mandate, offer and chargeback leaves take any JSON value: a 200 whose status view fails to
 # decode is refused as a bad body, and these blocks are not the documented core of an order.
 class MandateStatusView(msgspec.Struct, kw_only=True):
     mandate_status: Any = None
+
+
+class OfferStatusView(msgspec.Struct, kw_only=True):
+    status: Any = None
 
 
 class ChargebackStatusView(msgspec.Struct, kw_only=True):
@@ -242,6 +246,7 @@ class OrderStatusView(msgspec.Struct, kw_only=True):
     refunds: list[RefundStatusView] | None = None
     mandate: MandateStatusView | None = None
     chargebacks: list[ChargebackStatusView | None] | None = None
+    offers: list[OfferStatusView | None] | None = None
     # Update stamps where present (compared with a webhook's, see lowerbound.py).
     date_updated: Any = None
     last_updated: Any = None

@@ -54,6 +54,7 @@ FULL_GATEWAY_RESPONSE = "options.add_full_gateway_response"
 # Juspay's own answers that mean "try again": the read is idempotent, so retrying is safe.
 _RETRY_STATUSES = frozenset({502, 503, 504})
 _CONTENT_TYPE_MAX = 128
+_DEADLINE_SLACK = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,30 +225,46 @@ class JuspayClient:
             raise UpstreamTimeout("Juspay did not answer within the deadline") from exc
 
     async def _with_retries(self, call: UpstreamCall, deadline: float) -> UpstreamAnswer:
+        # The circuit sees what the caller sees: one read, retries included, is one success or
+        # one failure, so its threshold counts failed reads, not attempts.
+        loop = asyncio.get_running_loop()
+        try:
+            self._circuit.before_call()
+        except CircuitOpen:
+            self._metrics.upstream_rejected.labels(reason="circuit_open").inc()
+            raise
+        try:
+            answer = await self._attempts(call, deadline)
+        except UpstreamError as exc:
+            self._circuit.record(failed=_is_outage(exc))
+            raise
+        except asyncio.CancelledError:
+            # The overall deadline passed mid-read (a timeout, so an outage), or the caller left.
+            # The loop may fire the deadline a clock tick early: allow a few milliseconds.
+            if loop.time() >= deadline - _DEADLINE_SLACK:
+                self._circuit.record(failed=True)
+            else:
+                self._circuit.release()
+            raise
+        except BaseException:
+            self._circuit.release()
+            raise
+        self._circuit.record(failed=False)
+        return answer
+
+    async def _attempts(self, call: UpstreamCall, deadline: float) -> UpstreamAnswer:
         loop = asyncio.get_running_loop()
         attempt = 0
         while True:
             attempt += 1
             try:
-                self._circuit.before_call()
-            except CircuitOpen:
-                self._metrics.upstream_rejected.labels(reason="circuit_open").inc()
-                raise
-            try:
-                answer = await self._counted_attempt(call, deadline)
+                return await self._counted_attempt(call, deadline)
             except UpstreamError as exc:
-                self._circuit.record(failed=_is_outage(exc))
                 delay = self._retry_delay(exc, attempt)
                 if delay is None or loop.time() + delay >= deadline:
                     raise
                 self._metrics.upstream_retries.inc()
                 await asyncio.sleep(delay)
-                continue
-            except BaseException:
-                self._circuit.release()
-                raise
-            self._circuit.record(failed=False)
-            return answer
 
     def _retry_delay(self, exc: UpstreamError, attempt: int) -> float | None:
         """Seconds to wait before the next attempt, or None when this error is final."""

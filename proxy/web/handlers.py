@@ -49,10 +49,14 @@ def select_merchant(request: web.Request) -> str:
     record = request[RECORD]
     if client is not None:
         record.client = client.name
-    if settings.merchant(merchant_id) is None or (
-        client is not None and not client.may_read(merchant_id)
-    ):
+    reads_all = client is None or "*" in client.merchants
+    allowed = client is None or client.may_read(merchant_id)
+    if settings.merchant(merchant_id) is None or not allowed:
         request.app[METRICS].auth_failures.labels(reason="merchant_not_allowed").inc()
+        if reads_all:
+            # The caller may read every merchant: the only thing wrong is the merchant id.
+            raise Forbidden("x-merchantid names a merchant this proxy does not serve")
+        # A caller limited to some merchants learns nothing about which others are configured.
         raise Forbidden("this caller may not read orders of that merchant")
     record.merchant_id = merchant_id
     return merchant_id
@@ -204,9 +208,7 @@ MAX_BATCH = 100
 _encode = msgspec.json.encode
 
 
-def _batch_item(
-    order_id: str, status: int, cache: str | None, body: bytes, *, is_json: bool
-) -> bytes:
+def _batch_item(order_id: str, status: int, cache: str, body: bytes, *, is_json: bool) -> bytes:
     """One result, with the body spliced in as it is (no re-encoding). The proxy's own errors
     are known JSON; any other body is checked, and spliced in as a string if it is not JSON,
     so one odd body can never break the whole answer."""
@@ -242,12 +244,18 @@ async def batch_get(request: web.Request) -> web.Response:
     admit = upstream_admit(request)
 
     async def one(raw_id: str) -> bytes:
+        # As the request metric says it: NONE until the cache is asked, then how it answered.
+        cache = "NONE"
         try:
             order_id = validators.order_id(raw_id)
             found = await service.lookup(msgspec.structs.replace(template, order_id=order_id))
-            answer = found if isinstance(found, OrderAnswer) else await service.fetch(found, admit)
+            if isinstance(found, OrderAnswer):
+                answer = found
+            else:
+                cache = found.cache.header
+                answer = await service.fetch(found, admit)
         except ProxyError as err:
-            return _batch_item(raw_id[:80], err.status, None, error_body(err), is_json=True)
+            return _batch_item(raw_id[:80], err.status, cache, error_body(err), is_json=True)
         entry = answer.entry
         return _batch_item(
             order_id, entry.status_code, answer.cache.header, entry.body, is_json=False

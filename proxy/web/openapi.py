@@ -446,10 +446,10 @@ def build_openapi() -> dict[str, Any]:
                                 "properties": {
                                     "order_id": {"type": "string"},
                                     "http_status": {"type": "integer"},
+                                    # NONE: refused before the cache was asked.
                                     "cache": {
                                         "type": "string",
-                                        "nullable": True,
-                                        "enum": ["HIT", "MISS", "BYPASS", "STALE", None],
+                                        "enum": ["HIT", "MISS", "BYPASS", "STALE", "NONE"],
                                     },
                                     "body": {},
                                 },

@@ -197,6 +197,21 @@ async def test_batch_mixes_cached_uncached_unknown_and_malformed_ids(
     assert metric(proxy, "order_proxy_redis_round_trips_total") - trips_before <= 4
 
 
+async def test_batch_items_name_how_far_the_cache_got_even_when_they_fail(
+    make_proxy: ProxyFactory, simulator_state: SimulatorState
+) -> None:
+    simulator_state.add_fault(Fault(kind="status", status=500, order_id="B-FAILS"))
+    proxy = await make_proxy()
+    ids = ["../etc", "B-FAILS", "B-UNKNOWN"]
+    items = (await (await proxy.post("/orders:batchGet", json={"order_ids": ids})).json())["orders"]
+    by_id = {i["order_id"]: (i["http_status"], i["cache"]) for i in items}
+    # Refused before the cache was asked, as the request metric's `none`.
+    assert by_id["../etc"] == (400, "NONE")
+    # Asked, missed, then Juspay failed or answered NOT_FOUND.
+    assert by_id["B-FAILS"] == (502, "MISS")
+    assert by_id["B-UNKNOWN"] == (400, "MISS")
+
+
 async def test_batch_joins_an_in_flight_single_read(
     make_proxy: ProxyFactory, simulator_state: SimulatorState
 ) -> None:
