@@ -20,8 +20,8 @@ from proxy.observe.metrics import Metrics
 
 log = structlog.get_logger("proxy.orders")
 
-# The class of an answer that lags the order's last webhook (see lagging): never stored, and
-# a wait that gets it is over (it is Juspay's answer).
+# The class of an answer that lags the order's last webhook (see lagging): answered, never
+# stored, and a `?wait=` keeps waiting through it (Juspay is catching up).
 LAGGING = "lagging"
 # The backoff between the re-reads of a lagging order: 1, 2, 4, 8, 16, 16... s.
 _CHASE_FIRST_DELAY = 1.0

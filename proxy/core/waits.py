@@ -25,6 +25,7 @@ from proxy.cache.keys import poll_key
 from proxy.cache.redis import CacheUnavailable, RedisStore
 from proxy.config.settings import WaitSettings
 from proxy.core.errors import Overloaded, ProxyError
+from proxy.core.followups import LAGGING
 from proxy.core.orders import CacheResult, OrderAnswer, OrderQuery, OrderService, fresh
 from proxy.core.policy import StatusClass
 from proxy.observe.metrics import Metrics
@@ -33,8 +34,9 @@ log = structlog.get_logger("proxy.waits")
 
 # Bus event: a replica saw this order (its key base) settle.
 SETTLED = "settled"
-# Statuses a waiter keeps waiting through; anything else ends the wait.
-_MOVING = frozenset({StatusClass.IN_PROGRESS.value, StatusClass.UNKNOWN.value})
+# Statuses a waiter keeps waiting through; anything else ends the wait. An answer that lags
+# the order's last webhook (LAGGING) is about to change too: Juspay is catching up.
+_MOVING = frozenset({StatusClass.IN_PROGRESS.value, StatusClass.UNKNOWN.value, LAGGING})
 
 
 def is_settled(answer: OrderAnswer) -> bool:

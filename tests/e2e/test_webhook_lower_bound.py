@@ -6,12 +6,14 @@ show the paid order for a few reads."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
 from proxy.appkeys import ORDER_SERVICE
+from proxy.config.settings import WaitSettings
 from proxy.core.orders import OrderQuery
 from proxy.devtools.simulator import SimulatorState, Stage
 from tests.conftest import MERCHANT, ProxyFactory
@@ -100,3 +102,22 @@ async def test_a_lagging_no_cache_read_on_another_replica_is_answered_but_not_st
     await b.app[ORDER_SERVICE].background.join()
     for replica in (a, b):
         assert await refunds(await replica.get("/orders/LAG-2", headers=OPS)) == ["SUCCESS"]
+
+
+async def test_a_waiter_keeps_waiting_through_a_read_that_lags_the_webhook(
+    make_proxy: ProxyFactory,
+    simulator: TestServer,
+    simulator_state: SimulatorState,
+    redis_server: RedisProcess,
+) -> None:
+    settings = consistent(simulator, redis_server.url)
+    settings = replace(settings, wait=WaitSettings(poll_initial_seconds=0.2))
+    proxy = await make_proxy(settings=settings)
+    await cache_paid(proxy, simulator_state, "LAG-3")
+    lag_refund(simulator_state, "LAG-3", reads=2)
+    assert (await proxy.post("/webhooks/juspay", data=refund_webhook(simulator_state, "LAG-3"),
+                             headers=HOOK)).status == 200  # fmt: skip
+    # The paid order looks final, but Juspay said it was refunded: the wait holds on.
+    resp = await proxy.get("/orders/LAG-3?wait=10", headers=OPS)
+    assert resp.headers["X-Wait"] == "final"
+    assert await refunds(resp) == ["SUCCESS"]
