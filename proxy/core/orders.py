@@ -100,6 +100,9 @@ class OrderAnswer(msgspec.Struct, frozen=True):
     coalesced: bool = False
     upstream_status: int | None = None
     upstream_elapsed: float | None = None
+    # A hit: seconds of freshness left (Cache-Status ttl=). A read: whether its answer was kept.
+    ttl: int | None = None
+    stored: bool = False
 
 
 class Miss(msgspec.Struct, frozen=True):
@@ -124,6 +127,7 @@ class _Fetched:
     # None when another replica made the call and shared its answer.
     upstream_status: int | None
     upstream_elapsed: float | None
+    stored: bool = False
 
 
 @dataclass(eq=False, slots=True)
@@ -255,13 +259,20 @@ class OrderService:
             coalesced=coalesced,
             upstream_status=fetched.upstream_status,
             upstream_elapsed=fetched.upstream_elapsed,
+            stored=fetched.stored,
         )
 
     def _hit(self, query: OrderQuery, entry: CachedEntry) -> OrderAnswer:
         self._calls_saved.inc()
         if self._options.verify_sample_rate > 0:
             self._maybe_verify(query, entry)
-        return OrderAnswer(entry, CacheResult.HIT, max(0, int(self._clock() - entry.fetched_at)))
+        now = self._clock()
+        return OrderAnswer(
+            entry,
+            CacheResult.HIT,
+            max(0, int(now - entry.fetched_at)),
+            ttl=int(entry.fresh_until - now),
+        )
 
     async def _cached(
         self, key: str, entry: CachedEntry | None
@@ -364,6 +375,7 @@ class OrderService:
             ttl=decision.ttl,
         )
         keep = decision.ttl
+        stored = False
         if status_class is policy.StatusClass.FINAL and keep > 0:
             keep += self._options.stale_if_error_seconds  # past fresh_until: only if Juspay fails
         if keep > 0 or query.no_cache:
@@ -372,7 +384,8 @@ class OrderService:
             )
             if saved is Saved.CHANGED:
                 self._metrics.invalidations.labels(source="refresh").inc()
-        return _Fetched(entry, answer.status, answer.elapsed)
+            stored = decision.ttl > 0 and saved in (Saved.STORED, Saved.CHANGED)
+        return _Fetched(entry, answer.status, answer.elapsed, stored)
 
     # --- invalidation -----------------------------------------------------------------------
     async def invalidate(self, merchant_id: str, order_id: str, source: str) -> int:

@@ -41,6 +41,8 @@ _ORDER_ERRORS: dict[str, Any] = {
 _CACHE_HEADERS = {
     **_REQUEST_ID,
     "X-Cache": {"schema": {"type": "string", "enum": ["HIT", "MISS", "BYPASS", "STALE"]}},
+    # RFC 9211: "order-proxy; hit; ttl=N", or "order-proxy; fwd=miss|request|stale[; stored]".
+    "Cache-Status": {"schema": {"type": "string", "pattern": "^order-proxy; (hit|fwd=)"}},
     "ETag": {"schema": {"type": "string"}},
     "Age": {"schema": {"type": "integer", "minimum": 0}},
 }
