@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -28,6 +29,8 @@ class Lifecycle:
 
     ready: bool = False
     draining: bool = False
+    # Under `serve --workers N`: the supervisor's census of the pod's workers (for /readyz).
+    census_file: Path | None = None
 
 
 class RequestRecord(msgspec.Struct):

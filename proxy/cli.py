@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from aiohttp import web
 
@@ -126,6 +127,7 @@ def _install_uvloop() -> str:
 def serve(workers: int = 1) -> int:
     from proxy.observe.logs import configure_logging  # noqa: PLC0415 - keep `--help` fast
     from proxy.server import run_workers, serve  # noqa: PLC0415
+    from proxy.supervisor import CENSUS_ENV  # noqa: PLC0415
 
     settings = _settings_or_exit()
     if workers < 1 or workers > 64:
@@ -133,7 +135,7 @@ def serve(workers: int = 1) -> int:
         return 2
     configure_logging(settings.log.level, settings.log.format)
     if workers > 1:
-        return run_workers(workers)
+        return run_workers(workers, settings)
     loop_name = _install_uvloop()
     import structlog  # noqa: PLC0415
 
@@ -146,7 +148,10 @@ def serve(workers: int = 1) -> int:
         merchants=[m.merchant_id for m in settings.merchants],
     )
     reuse_port = os.environ.get("ORDER_PROXY_WORKER") == "1"
-    asyncio.run(serve(settings, reuse_port=reuse_port))
+    census = os.environ.get(CENSUS_ENV)
+    asyncio.run(
+        serve(settings, reuse_port=reuse_port, census_file=Path(census) if census else None)
+    )
     return 0
 
 

@@ -288,6 +288,14 @@ class ServerSettings:
     ] = 256 * 1024
     max_line_size: int = 8190
     max_field_size: int = 8190
+    # `serve --workers N`: a worker that dies is replaced after this delay, doubled for each
+    # death in a row (capped at 30 s); this many deaths within a minute end the parent (exit 1).
+    worker_restart_seconds: Annotated[
+        float, Meta(ge=0.0, le=30.0, extra=sources(toml="server.worker_restart_seconds"))
+    ] = 0.5
+    worker_crash_limit: Annotated[
+        int, Meta(ge=1, le=1000, extra=sources(toml="server.worker_crash_limit"))
+    ] = 5
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from proxy.appkeys import CACHE_HEALTH, LIFECYCLE, METRICS
 from proxy.observe.metrics import EXPOSITION_CONTENT_TYPE
+from proxy.supervisor import read_census
 
 _json = msgspec.json.Encoder()
 
@@ -31,6 +32,13 @@ async def readyz(request: web.Request) -> web.Response:
         body["status"] = "starting"
     else:
         body["status"] = "ready"
+    if lifecycle.census_file is not None:
+        census = read_census(lifecycle.census_file)
+        if census is not None:
+            body["workers"] = {"expected": census.expected, "running": census.running}
+            if not census.complete and body["status"] == "ready":
+                # A worker died and is being replaced: the pod serves with less than it should.
+                body["status"] = "worker_missing"
     if health is not None:
         cache, bus = health.cache, health.bus
         if cache.layer == "redis" and bus is not None:
