@@ -187,7 +187,7 @@ def test_a_crash_loop_ends_the_parent_with_a_failure(
                 lambda: [
                     s["pid"]
                     for s in _lines(proc, "listening")
-                    if s["pid"] not in killed  # noqa: B023 - read at once, in this iteration
+                    if s["pid"] not in killed
                 ],
                 "a new worker listening",
             )
