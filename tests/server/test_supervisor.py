@@ -184,11 +184,7 @@ def test_a_crash_loop_ends_the_parent_with_a_failure(
         killed: set[int] = set()
         for _ in range(3):
             alive = _until(
-                lambda: [
-                    s["pid"]
-                    for s in _lines(proc, "listening")
-                    if s["pid"] not in killed
-                ],
+                lambda: [s["pid"] for s in _lines(proc, "listening") if s["pid"] not in killed],
                 "a new worker listening",
             )
             pid = int(alive[0])  # type: ignore[index, call-overload]

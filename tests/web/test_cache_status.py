@@ -52,9 +52,7 @@ async def test_a_read_shared_with_others_says_collapsed(
     # Held long enough for the second request to join the first one's read.
     simulator_state.add_fault(Fault(kind="latency", delay=0.3, order_id="SHARED1"))
     proxy = await make_proxy(memory=True)
-    first, second = await asyncio.gather(
-        proxy.get("/orders/SHARED1"), proxy.get("/orders/SHARED1")
-    )
+    first, second = await asyncio.gather(proxy.get("/orders/SHARED1"), proxy.get("/orders/SHARED1"))
     values = sorted([first.headers["Cache-Status"], second.headers["Cache-Status"]])
     assert values == ["order-proxy; fwd=miss", "order-proxy; fwd=miss; collapsed"]
     assert simulator_state.calls["SHARED1"] == 1
