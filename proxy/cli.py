@@ -127,6 +127,7 @@ def _install_uvloop() -> str:
 def serve(workers: int = 1) -> int:
     from proxy.observe.logs import configure_logging  # noqa: PLC0415 - keep `--help` fast
     from proxy.server import run_workers, serve  # noqa: PLC0415
+    from proxy.startup import StartupError  # noqa: PLC0415
     from proxy.supervisor import CENSUS_ENV  # noqa: PLC0415
 
     settings = _settings_or_exit()
@@ -149,9 +150,13 @@ def serve(workers: int = 1) -> int:
     )
     reuse_port = os.environ.get("ORDER_PROXY_WORKER") == "1"
     census = os.environ.get(CENSUS_ENV)
-    asyncio.run(
-        serve(settings, reuse_port=reuse_port, census_file=Path(census) if census else None)
-    )
+    try:
+        asyncio.run(
+            serve(settings, reuse_port=reuse_port, census_file=Path(census) if census else None)
+        )
+    except StartupError as exc:
+        print(f"order-proxy: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

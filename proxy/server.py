@@ -29,6 +29,7 @@ from proxy.appkeys import INTERNAL_APP, LIFECYCLE, METRICS
 from proxy.config.settings import Settings
 from proxy.observe import accesslog
 from proxy.observe.metrics import MULTIPROC_DIR_ENV, multiprocess_dir
+from proxy.startup import StartupError, listen_failed
 from proxy.supervisor import RestartPolicy, run_supervised
 
 log = structlog.get_logger("proxy.server")
@@ -53,8 +54,12 @@ async def serve(
         reuse_port=reuse_port or None,
         backlog=1024,
     )
-    await site.start()
-    internal = await _start_internal(app, settings, reuse_port)
+    try:
+        await _listen(site, "PROXY_HOST", "PROXY_PORT")
+        internal = await _start_internal(app, settings, reuse_port)
+    except StartupError:
+        await runner.cleanup()
+        raise
     fields: dict[str, object] = {"host": settings.server.host, "port": bound_port(site)}
     if internal is not None:
         fields["internal_host"] = settings.server.internal_host or settings.server.host
@@ -93,6 +98,14 @@ async def serve(
             sink.flush()
 
 
+async def _listen(site: web.TCPSite, host_setting: str, port_setting: str) -> None:
+    try:
+        await site.start()
+    except (OSError, UnicodeError) as exc:
+        # UnicodeError: a host name the IDNA codec refuses (a label over 63 characters).
+        raise listen_failed(exc, host_setting, str(site._host), port_setting, site._port) from None
+
+
 def bound_port(site: web.TCPSite) -> int:
     """The port a site listens on: the real one when the setting was 0 (any free port)."""
     sockets = getattr(site._server, "sockets", None) or []
@@ -114,7 +127,12 @@ async def _start_internal(
         settings.server.internal_port,
         reuse_port=reuse_port or None,
     )
-    await site.start()
+    try:
+        host_setting = "PROXY_INTERNAL_HOST" if settings.server.internal_host else "PROXY_HOST"
+        await _listen(site, host_setting, "PROXY_INTERNAL_PORT")
+    except StartupError:
+        await runner.cleanup()
+        raise
     return runner, site
 
 
