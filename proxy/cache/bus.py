@@ -68,6 +68,8 @@ class EventBus:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._attempt = 0
+        # A bus_disconnected line was written: the next subscription writes bus_reconnected.
+        self._outage_logged = False
         # Set while the subscription is confirmed and the link answers.
         self.subscribed = asyncio.Event()
 
@@ -161,6 +163,9 @@ class EventBus:
             return
         if healthy:
             self.subscribed.set()
+            if self._outage_logged:
+                self._outage_logged = False
+                log.info("bus_reconnected", channel=self.channel)
         else:
             self.subscribed.clear()
         for listener in self._state_listeners:
@@ -206,6 +211,7 @@ class EventBus:
                     return
                 if was_healthy or not isinstance(exc, RedisError | OSError | TimeoutError):
                     log.warning("bus_disconnected", error=type(exc).__name__)
+                    self._outage_logged = True
                 self._metrics.redis_errors.labels(operation="subscribe").inc()
             finally:
                 self._set_health(False)

@@ -1,0 +1,44 @@
+"""Redis back after an outage: each outage line gets its recovery line, /readyz says so at once."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp.test_utils import TestServer
+
+from tests.conftest import ProxyFactory, make_settings
+from tests.support.logcapture import Captured
+from tests.support.processes import RedisProcess
+
+ORDER = "JP1636474794"
+
+
+async def test_readyz_sees_redis_back_on_the_first_call_and_every_outage_line_is_paired(
+    make_proxy: ProxyFactory, simulator: TestServer, own_redis: RedisProcess, logs: Captured
+) -> None:
+    proxy = await make_proxy(
+        settings=make_settings(simulator.make_url(""), redis_url=own_redis.url)
+    )
+    assert (await proxy.get(f"/orders/{ORDER}")).status == 200
+    ready = await (await proxy.get("/readyz")).json()
+    assert ready["cache"] == {"layer": "redis", "redis": "up", "bus": "up"}
+
+    own_redis.stop()
+    assert (await proxy.get(f"/orders/{ORDER}")).status == 200  # fails open
+    down = await (await proxy.get("/readyz")).json()
+    assert down["cache"]["redis"] == "down"
+    deadline = time.monotonic() + 10
+    while not logs.events("bus_disconnected"):  # the subscription notices on its own
+        assert time.monotonic() < deadline, "no bus_disconnected line"
+        await proxy.get("/healthz")
+
+    own_redis.start()  # same port
+    # The very first readiness check after the restart sees Redis up (the pooled connection
+    # the outage broke is not mistaken for Redis still being down).
+    first = await (await proxy.get("/readyz")).json()
+    assert first["cache"]["redis"] == "up"
+    deadline = time.monotonic() + 10
+    while (await (await proxy.get("/readyz")).json())["cache"]["bus"] != "up":
+        assert time.monotonic() < deadline, "the bus did not come back"
+    assert len(logs.events("cache_unavailable")) == len(logs.events("cache_recovered")) == 1
+    assert len(logs.events("bus_disconnected")) == len(logs.events("bus_reconnected")) == 1
