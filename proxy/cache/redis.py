@@ -31,7 +31,6 @@ import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from proxy.cache import keys
 from proxy.cache.entries import CachedEntry, EntryCodec, Rejected
@@ -361,12 +360,7 @@ class RedisStore:
     async def ping(self) -> bool:
         try:
             async with asyncio.timeout(1.0):
-                try:
-                    return bool(await self._client.ping())
-                except (RedisConnectionError, OSError):
-                    # A pooled connection the outage broke fails once and is dropped; only a
-                    # new one tells whether Redis is back (else /readyz lags one call behind).
-                    return bool(await self._client.ping())
+                return bool(await self._client.ping())
         except Exception:  # any client failure means "not reachable" here
             return False
 

@@ -42,3 +42,18 @@ async def test_readyz_sees_redis_back_on_the_first_call_and_every_outage_line_is
         assert time.monotonic() < deadline, "the bus did not come back"
     assert len(logs.events("cache_unavailable")) == len(logs.events("cache_recovered")) == 1
     assert len(logs.events("bus_disconnected")) == len(logs.events("bus_reconnected")) == 1
+
+
+async def test_readyz_after_a_restart_nobody_noticed_says_up_at_once(
+    make_proxy: ProxyFactory, simulator: TestServer, own_redis: RedisProcess
+) -> None:
+    proxy = await make_proxy(
+        settings=make_settings(simulator.make_url(""), redis_url=own_redis.url)
+    )
+    assert (await (await proxy.get("/readyz")).json())["cache"]["redis"] == "up"
+    # Redis restarts between two readiness checks: the connection the first one left in the
+    # pool is dead, but Redis is up.
+    own_redis.stop()
+    own_redis.start()
+    ready = await (await proxy.get("/readyz")).json()
+    assert ready["cache"]["redis"] == "up"
