@@ -98,11 +98,19 @@ def _parser() -> argparse.ArgumentParser:
         help="a merchant it may read (repeat; default: all, '*')",
     )
     key_cmd.add_argument("--operator", action="store_true", help="may purge cache entries")
-    commands.add_parser(
+    check = commands.add_parser(
         "check-config",
         help="print the effective settings (secrets masked) and exit",
         description="Parse the settings exactly as `serve` would and print them, secrets masked. "
-        "Exits 2 with one line naming the bad setting when the configuration is invalid.",
+        "Exits 2 with one line naming the bad setting when the configuration is invalid. "
+        "With --probe, reach Redis and Juspay instead and print what was found, with a "
+        "verdict for Redis and for each merchant (exit 1 when one is not ok).",
+    )
+    check.add_argument(
+        "--probe",
+        action="store_true",
+        help="reach Redis (PING, version, role, replicas, persistence, topology) and Juspay "
+        "(TLS, each merchant's key accepted or refused, latency)",
     )
     return parser
 
@@ -232,10 +240,19 @@ def client_key(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_config() -> int:
+def check_config(probe: bool = False) -> int:
     settings = _settings_or_exit()
-    print(json.dumps(settings.describe(), indent=2))
-    return 0
+    if not probe:
+        print(json.dumps(settings.describe(), indent=2))
+        return 0
+    from proxy.observe.logs import configure_logging  # noqa: PLC0415
+    from proxy.preflight import probe as run_probe  # noqa: PLC0415 - only with --probe
+
+    # Lines logged on the way (a refused key...) go to stderr: stdout is the report.
+    configure_logging(settings.log.level, settings.log.format, stream=sys.stderr)
+    report = asyncio.run(run_probe(settings))
+    print(json.dumps(report, indent=2))
+    return 0 if report["verdict"] == "ok" else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -264,4 +281,4 @@ def _main(argv: Sequence[str] | None) -> int:
         return simulate(args)
     if args.command == "client-key":
         return client_key(args)
-    return check_config()
+    return check_config(probe=args.probe)

@@ -29,6 +29,7 @@ from proxy.appkeys import INTERNAL_APP, LIFECYCLE, METRICS
 from proxy.config.settings import Settings
 from proxy.observe import accesslog
 from proxy.observe.metrics import MULTIPROC_DIR_ENV, multiprocess_dir
+from proxy.preflight import log_redis_at_start
 from proxy.startup import StartupError, listen_failed
 from proxy.supervisor import RestartPolicy, run_supervised
 
@@ -38,6 +39,9 @@ log = structlog.get_logger("proxy.server")
 async def serve(
     settings: Settings, *, reuse_port: bool = False, census_file: Path | None = None
 ) -> None:
+    # A first word from Redis before traffic: an unreachable one is logged now, not at the
+    # first request.
+    await log_redis_at_start(settings.redis)
     app = create_app(settings)
     app[LIFECYCLE].census_file = census_file
     runner = web.AppRunner(
