@@ -162,6 +162,17 @@ class UpstreamSettings:
         256
     )
     circuit: CircuitSettings = field(default_factory=CircuitSettings)
+    # Egress to Juspay only (never Redis): a forward proxy for an https upstream, the hosts
+    # that bypass it (curl's NO_PROXY rules), and the CA bundle Juspay's certificate (or a
+    # TLS-inspecting proxy's) is verified with instead of the system's.
+    https_proxy: Annotated[
+        Secret | None,
+        Meta(extra={**sources(env="HTTPS_PROXY", toml="upstream.https_proxy"), "url": True}),
+    ] = None
+    no_proxy: Annotated[str, Meta(extra=sources(env="NO_PROXY", toml="upstream.no_proxy"))] = ""
+    ca_file: Annotated[
+        Path | None, Meta(extra=sources(env="JUSPAY_CA_FILE", toml="upstream.ca_file"))
+    ] = None
 
 
 # CircuitSettings and CachePolicy live with the code that uses them, and so do their defaults;

@@ -41,6 +41,7 @@ from proxy.core.models import Decoders, OrderStatusView
 from proxy.observe.metrics import Metrics
 from proxy.upstream.bulkhead import Bulkhead
 from proxy.upstream.circuit import CircuitBreaker, CircuitState
+from proxy.upstream.egress import proxy_for, tls_for
 
 log = structlog.get_logger("proxy.upstream")
 
@@ -113,12 +114,15 @@ class Credentials:
 
 
 def build_session(settings: UpstreamSettings) -> aiohttp.ClientSession:
-    """The one long-lived session for all upstream calls, with explicit bounds."""
+    """The one long-lived session for all upstream calls, with explicit bounds, through
+    HTTPS_PROXY and verified against JUSPAY_CA_FILE where set (proxy.upstream.egress)."""
+    proxy = proxy_for(settings.base_url, settings.https_proxy, settings.no_proxy)
     connector = aiohttp.TCPConnector(
         limit=settings.max_connections,
         limit_per_host=settings.max_connections,
         ttl_dns_cache=60,
         keepalive_timeout=30,
+        ssl=tls_for(settings.ca_file),
     )
     timeout = aiohttp.ClientTimeout(
         total=settings.timeout_seconds,
@@ -134,6 +138,9 @@ def build_session(settings: UpstreamSettings) -> aiohttp.ClientSession:
         # No cookies: nothing Juspay sets may leak from one caller's request into another's.
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=True,
+        proxy=proxy.url if proxy is not None else None,
+        # Only the settings above: nothing read from the environment at request time.
+        trust_env=False,
     )
 
 
@@ -154,6 +161,9 @@ class JuspayClient:
         self._metrics = metrics
         self._decode_view = decoders.status_view.decode
         self._base = settings.base_url
+        # Credentials for HTTPS_PROXY, if it has them (aiohttp sends them on the CONNECT only).
+        proxy = proxy_for(settings.base_url, settings.https_proxy, settings.no_proxy)
+        self._proxy_headers = proxy.headers if proxy is not None else None
         self._orders_path = self._base.path.rstrip("/") + "/orders/"
         self._bulkhead = Bulkhead(
             max_concurrent=settings.max_concurrent,
@@ -297,7 +307,11 @@ class JuspayClient:
         )
         try:
             async with self._session.get(
-                url, headers=self._headers(call), allow_redirects=False, timeout=timeout
+                url,
+                headers=self._headers(call),
+                allow_redirects=False,
+                timeout=timeout,
+                proxy_headers=self._proxy_headers,
             ) as resp:
                 status = resp.status
                 if status in (401, 403):
