@@ -16,6 +16,7 @@ from proxy.core.models import Decoders
 from proxy.core.orders import OrderService
 from proxy.core.waits import WaitRegistry
 from proxy.observe.metrics import Metrics
+from proxy.observe.tracing import Tracing
 from proxy.upstream.client import JuspayClient
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ class RequestRecord(msgspec.Struct):
     upstream_ms: float | None = None
     coalesced: bool = False
     error_code: str | None = None
+    trace_id: str | None = None  # the W3C trace this request belongs to, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,5 +76,7 @@ BUS = web.AppKey("bus", EventBus)
 UPSTREAM = web.AppKey("upstream", JuspayClient)
 # On the app serving /readyz, once started.
 CACHE_HEALTH = web.AppKey("cache_health", CacheHealth)
+# With tracing on (an OTEL_* exporter set): the SDK's provider and exporter.
+TRACING = web.AppKey("tracing", Tracing)
 # With PROXY_INTERNAL_PORT: the app of the internal routes, which the proxy app then lacks.
 INTERNAL_APP = web.AppKey("internal_app", web.Application)

@@ -30,6 +30,7 @@ from proxy.config.settings import (
     RedisSettings,
     ServerSettings,
     Settings,
+    TracingSettings,
     UpstreamSettings,
     WaitSettings,
 )
@@ -67,6 +68,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         config_file=config_path,
         clients=clients,
         wait=_section(WaitSettings, env, values),
+        tracing=_tracing(env, values),
         **convert(Settings, gather(Settings, env, values)),
     )
     if not clients and not settings.allow_anonymous and not _is_loopback(server.host):
@@ -204,6 +206,30 @@ def _redis(env: Mapping[str, str], values: Mapping[str, Any]) -> RedisSettings:
         return RedisSettings(url=url, **kwargs)
     except RedisUrlError as exc:
         raise SettingsError("REDIS_URL", str(exc)) from None
+
+
+def _tracing(env: Mapping[str, str], values: Mapping[str, Any]) -> TracingSettings:
+    tracing = _section(TracingSettings, env, values)
+    # The traces-specific protocol variable wins over the general one, as the spec says.
+    protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "").strip() or tracing.protocol
+    name = (
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+        if env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "").strip()
+        else "OTEL_EXPORTER_OTLP_PROTOCOL"
+    )
+    if tracing.enabled and protocol != "http/protobuf":
+        raise SettingsError(name, f"only http/protobuf is supported, got {protocol!r}")
+    exporter = tracing.exporter.strip().lower()
+    if exporter not in ("", "none", "otlp"):
+        raise SettingsError("OTEL_TRACES_EXPORTER", f"must be otlp or none, got {exporter!r}")
+    for field_name, variable in (
+        ("endpoint", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+        ("base_endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+    ):
+        value = getattr(tracing, field_name)
+        if value is not None and URL(value).scheme not in ("http", "https"):
+            raise SettingsError(variable, f"must be an http(s) URL, got {shown_url(value)!r}")
+    return replace(tracing, exporter=exporter, protocol=protocol)
 
 
 def _server(env: Mapping[str, str], values: Mapping[str, Any]) -> ServerSettings:

@@ -348,6 +348,57 @@ class LogSettings:
     format: Annotated[LogFormat, Meta(extra=sources(env="LOG_FORMAT"))] = "json"
 
 
+TraceSampler = Literal[
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TracingSettings:
+    """OpenTelemetry tracing, from the standard OTEL_* variables. Off unless an exporter is set
+    (OTEL_TRACES_EXPORTER=otlp, or an OTLP endpoint); only OTLP over HTTP/protobuf is spoken.
+    Headers, timeouts and batching (OTEL_EXPORTER_OTLP_HEADERS, OTEL_BSP_*) are read by the
+    SDK itself, so a collector token in the headers never passes through these settings."""
+
+    exporter: Annotated[str, Meta(extra=sources(env="OTEL_TRACES_EXPORTER"))] = ""
+    # Where spans go: the traces endpoint as given, else the base endpoint + /v1/traces.
+    endpoint: Annotated[
+        str | None, Meta(extra=sources(env="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+    ] = None
+    base_endpoint: Annotated[str | None, Meta(extra=sources(env="OTEL_EXPORTER_OTLP_ENDPOINT"))] = (
+        None
+    )
+    protocol: Annotated[str, Meta(extra=sources(env="OTEL_EXPORTER_OTLP_PROTOCOL"))] = (
+        "http/protobuf"
+    )
+    sampler: Annotated[TraceSampler, Meta(extra=sources(env="OTEL_TRACES_SAMPLER"))] = (
+        "parentbased_always_on"
+    )
+    sampler_arg: Annotated[
+        float, Meta(ge=0.0, le=1.0, extra=sources(env="OTEL_TRACES_SAMPLER_ARG"))
+    ] = 1.0
+    service_name: Annotated[str, Meta(extra=sources(env="OTEL_SERVICE_NAME"))] = "order-proxy"
+    sdk_disabled: Annotated[bool, Meta(extra=sources(env="OTEL_SDK_DISABLED"))] = False
+
+    @property
+    def enabled(self) -> bool:
+        if self.sdk_disabled or self.exporter == "none":
+            return False
+        return self.exporter == "otlp" or bool(self.endpoint or self.base_endpoint)
+
+    @property
+    def traces_url(self) -> str:
+        if self.endpoint:
+            return self.endpoint
+        base = (self.base_endpoint or "http://localhost:4318").rstrip("/")
+        return base + "/v1/traces"
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     merchants: tuple[MerchantSettings, ...]
@@ -370,6 +421,7 @@ class Settings:
         float, Meta(ge=0.0, le=3600.0, extra=sources(toml="secret_refresh_seconds"))
     ] = 1.0
     wait: WaitSettings = field(default_factory=WaitSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
 
     def merchant(self, merchant_id: str) -> MerchantSettings | None:
         for merchant in self.merchants:

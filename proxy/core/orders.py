@@ -43,6 +43,7 @@ from proxy.core.errors import (
 )
 from proxy.core.models import OrderStatusView
 from proxy.core.tasks import BackgroundTasks
+from proxy.observe import tracing
 from proxy.observe.metrics import Metrics
 from proxy.upstream.client import JuspayClient, UpstreamCall
 
@@ -244,7 +245,8 @@ class OrderService:
             self._calls_saved.inc()
         # shield: a caller that goes away must not cancel the read others are waiting on.
         try:
-            fetched = await asyncio.shield(flight.task)
+            with tracing.span("coalesce.wait") if coalesced else tracing.NO_SPAN:
+                fetched = await asyncio.shield(flight.task)
         except (UpstreamError, Overloaded) as exc:
             stale = miss.stale
             if stale is None or not self._may_serve_stale(stale):
@@ -284,7 +286,10 @@ class OrderService:
         if cache.remote is None:
             return entry, ("memory", cache.local_fence(key)), False
         # (A front-layer copy never outlives its freshness by more than clock skew: ask Redis.)
-        lookup = await cache.lookup(key)
+        with tracing.span("redis GET", "client", **tracing.REDIS) as span:
+            lookup = await cache.lookup(key)
+            if span is not None:
+                span.set_attribute("order_proxy.found", lookup.entry is not None)
         if lookup.failed:
             return None, None, True
         return lookup.entry, ("redis", lookup.generation), False
@@ -379,9 +384,10 @@ class OrderService:
         if status_class is policy.StatusClass.FINAL and keep > 0:
             keep += self._options.stale_if_error_seconds  # past fresh_until: only if Juspay fails
         if keep > 0 or query.no_cache:
-            saved = await self._cache.save(
-                key, entry, keep, fence, status_class.value, fresh=query.no_cache
-            )
+            with tracing.span("redis SET", "client", **tracing.REDIS):
+                saved = await self._cache.save(
+                    key, entry, keep, fence, status_class.value, fresh=query.no_cache
+                )
             if saved is Saved.CHANGED:
                 self._metrics.invalidations.labels(source="refresh").inc()
             stored = decision.ttl > 0 and saved in (Saved.STORED, Saved.CHANGED)

@@ -38,6 +38,7 @@ from proxy.core.errors import (
     UpstreamTimeout,
 )
 from proxy.core.models import Decoders, OrderStatusView
+from proxy.observe import tracing
 from proxy.observe.metrics import Metrics
 from proxy.upstream.bulkhead import Bulkhead
 from proxy.upstream.circuit import CircuitBreaker, CircuitState
@@ -221,17 +222,35 @@ class JuspayClient:
         }
         if call.routing_id is not None:
             headers["x-routing-id"] = call.routing_id
+        trace = tracing.CURRENT.get()
+        if trace is not None:
+            # The caller's trace id, our own span id: Juspay's side of the trace joins it.
+            headers.update(trace.outgoing())
         return headers
 
     async def fetch(self, call: UpstreamCall) -> UpstreamAnswer:
         """Read from Juspay: bulkhead, circuit breaker, retries, one overall deadline."""
         deadline = asyncio.get_running_loop().time() + self._settings.timeout_seconds
-        try:
-            async with asyncio.timeout_at(deadline), self._bulkhead.slot():
-                return await self._with_retries(call, deadline)
-        except TimeoutError as exc:
-            # The deadline passed while queued or between attempts.
-            raise UpstreamTimeout("Juspay did not answer within the deadline") from exc
+        with tracing.span(
+            "GET juspay /orders/{order_id}",
+            "client",
+            **{
+                "http.request.method": "GET",
+                "server.address": self._base.host or "",
+                "server.port": self._base.port or 443,
+                "order_proxy.merchant_id": call.merchant_id,
+                "order_proxy.order_id": call.order_id,
+            },
+        ) as span:
+            try:
+                async with asyncio.timeout_at(deadline), self._bulkhead.slot():
+                    answer = await self._with_retries(call, deadline)
+            except TimeoutError as exc:
+                # The deadline passed while queued or between attempts.
+                raise UpstreamTimeout("Juspay did not answer within the deadline") from exc
+            if span is not None:
+                span.set_attribute("http.response.status_code", answer.status)
+            return answer
 
     async def _with_retries(self, call: UpstreamCall, deadline: float) -> UpstreamAnswer:
         loop = asyncio.get_running_loop()
@@ -251,6 +270,12 @@ class JuspayClient:
                 if delay is None or loop.time() + delay >= deadline:
                     raise
                 self._metrics.upstream_retries.inc()
+                tracing.event(
+                    "retry",
+                    attempt=attempt,
+                    error_code=exc.error_code,
+                    delay_seconds=round(delay, 3),
+                )
                 await asyncio.sleep(delay)
                 continue
             except BaseException:
@@ -294,7 +319,10 @@ class JuspayClient:
             return answer
         finally:
             metrics.upstream_in_flight.dec()
-            metrics.upstream_duration.observe(time.perf_counter() - started)
+            trace_id = tracing.sampled_trace_id()
+            metrics.upstream_duration.observe(
+                time.perf_counter() - started, {"trace_id": trace_id} if trace_id else None
+            )
             if outcome is not None:
                 metrics.upstream_requests.labels(outcome=outcome).inc()
 

@@ -10,7 +10,7 @@ import msgspec
 from aiohttp import web
 
 from proxy.appkeys import CACHE_HEALTH, LIFECYCLE, METRICS
-from proxy.observe.metrics import EXPOSITION_CONTENT_TYPE
+from proxy.observe.metrics import EXPOSITION_CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE
 from proxy.supervisor import read_census
 
 _json = msgspec.json.Encoder()
@@ -56,5 +56,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[METRICS].render()
-    return web.Response(body=body, headers={"Content-Type": EXPOSITION_CONTENT_TYPE})
+    # Prometheus asks for OpenMetrics (the format with exemplars) when exemplar storage is on.
+    open_metrics = "application/openmetrics-text" in request.headers.get("Accept", "")
+    body = request.app[METRICS].render(open_metrics=open_metrics)
+    content_type = OPENMETRICS_CONTENT_TYPE if open_metrics else EXPOSITION_CONTENT_TYPE
+    return web.Response(body=body, headers={"Content-Type": content_type})
