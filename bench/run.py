@@ -17,6 +17,8 @@ Scenarios (all on 127.0.0.1):
             1,000-request burst for one uncached order (upstream calls counted by the
             simulator), 100k distinct orders through the in-process layer with a 64 MiB bound
             (RSS checked)
+  tracing   the in-process HIT (quiet logs) with a caller's traceparent and tracing off, and
+            with tracing on (OTLP to a sink on the client core) at 1 % and 100 % sampling
   workers   the default-config HIT with the server on both cores: one process, then
             `serve --workers 2` (wrk unpinned: the machine has two cores)
   accessline  CPU of one access line (bench.accessline_micro) vs the structlog line
@@ -234,6 +236,7 @@ def start_proxy(
     workers: int = 0,
     cores: str | None = None,
     source: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[Proc, int]:
     """`order-proxy serve` pinned to the server core, its stdout (JSON logs) redirected to a
     file, as a container runtime would. `log_level="info"` is the default configuration (one
@@ -257,6 +260,7 @@ def start_proxy(
         extra["PROXY_CONFIG_FILE"] = str(config_file)
     if source is not None:
         extra["PYTHONPATH"] = str(source)  # ahead of this checkout's editable install
+    extra.update(extra_env or {})
     argv = [str(BIN / "order-proxy"), "serve"]
     if workers > 1:
         argv += ["--workers", str(workers)]
@@ -331,6 +335,7 @@ def measure(
     *,
     script_args: tuple[str, ...] = (),
     wrk_core: int | None = CLIENT_CORE,
+    headers: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Warm up, then `runs` wrk runs; CPU of the server (all its processes: `--workers`) and
     of helpers, for context. `wrk_core=None`: wrk unpinned (the workers scenarios)."""
@@ -338,7 +343,14 @@ def measure(
     helpers = aux or {}
     conns = cfg.connections
     wrk = functools.partial(
-        run_wrk, env.pinning, port, path, connections=conns, script_args=script_args, core=wrk_core
+        run_wrk,
+        env.pinning,
+        port,
+        path,
+        connections=conns,
+        script_args=script_args,
+        core=wrk_core,
+        headers=headers,
     )
     warm = wrk(cfg.warmup)
     pids = [server.pid, *worker_pids(server)]
@@ -554,6 +566,58 @@ def scenario_workers_1(env: Env) -> dict[str, Any]:
 
 def scenario_workers_2(env: Env) -> dict[str, Any]:
     return _workers(env, 2)
+
+
+# A caller's sampled trace, as a service mesh or an instrumented client sends it.
+CALLER_TRACEPARENT = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def _traced_hit(
+    env: Env, name: str, otel: dict[str, str] | None, headers: tuple[str, ...]
+) -> dict[str, Any]:
+    """The in-process HIT (quiet logs) with tracing as `otel` sets it (None: off), spans
+    exported to a sink on the client core; compare with proxy_memory_hit."""
+    sink = None
+    extra: dict[str, str] = {}
+    if otel is not None:
+        sink_port = free_port()
+        sink = env.procs.start(
+            "otlp-sink",
+            [sys.executable, "-m", "bench.otlp_sink", "--port", str(sink_port)],
+            core=CLIENT_CORE,
+        )
+        wait_ready(sink_port, "/healthz", sink)
+        extra = {
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{sink_port}/v1/traces",
+            **otel,
+        }
+    proc, port = start_proxy(env, name, log_level="warning", extra_env=extra)
+    try:
+        path = f"/orders/{HIT_ORDER}"
+        expect(port, path, body=env.body, x_cache="MISS")
+        expect(port, path, body=env.body, x_cache="HIT")
+        result = measure(env, port, path, proc, headers=headers)
+        expect(port, path, body=env.body, x_cache="HIT")
+        result["tracing"] = otel or "off"
+        return result
+    finally:
+        env.procs.stop(proc)
+        if sink is not None:
+            env.procs.stop(sink)
+
+
+def scenario_hit_trace_off(env: Env) -> dict[str, Any]:
+    # Tracing off, the caller's traceparent continued: parsed, on the line, nothing exported.
+    return _traced_hit(env, "proxy-hit-trace-off", None, (CALLER_TRACEPARENT,))
+
+
+def scenario_hit_traced_1pct(env: Env) -> dict[str, Any]:
+    otel = {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01"}
+    return _traced_hit(env, "proxy-hit-traced-1pct", otel, ())
+
+
+def scenario_hit_traced_all(env: Env) -> dict[str, Any]:
+    return _traced_hit(env, "proxy-hit-traced-all", {"OTEL_TRACES_SAMPLER": "always_on"}, ())
 
 
 def scenario_accessline(env: Env) -> dict[str, Any]:
@@ -794,6 +858,18 @@ SCENARIOS: dict[str, tuple[str, Callable[[Env], dict[str, Any]]]] = {
         scenario_proxy_memory_hit_default,
     ),
     "proxy_memory_hit": ("proxy: in-process HIT, quiet logs", scenario_proxy_memory_hit),
+    "proxy_hit_trace_off": (
+        "proxy: in-process HIT, caller traceparent, tracing off",
+        scenario_hit_trace_off,
+    ),
+    "proxy_hit_traced_1pct": (
+        "proxy: in-process HIT, tracing on, 1% sampled",
+        scenario_hit_traced_1pct,
+    ),
+    "proxy_hit_traced_all": (
+        "proxy: in-process HIT, tracing on, all sampled",
+        scenario_hit_traced_all,
+    ),
     "proxy_redis_hit": ("proxy: Redis HIT", scenario_proxy_redis_hit),
     "proxy_miss_default": (
         "proxy: MISS (256 orders), default (info, log to file)",
@@ -841,6 +917,9 @@ TARGETS = {
     # scenario: (ceiling scenario, minimum req/s ratio, maximum p99 ratio)
     "proxy_memory_hit_default": ("bare", 0.85, 1.3),
     "proxy_memory_hit": ("bare", 0.9, 1.5),
+    # Tracing must cost a hit next to nothing when off, and little at 1 % sampling.
+    "proxy_hit_trace_off": ("proxy_memory_hit", 0.97, None),
+    "proxy_hit_traced_1pct": ("proxy_memory_hit", 0.90, None),
     "proxy_redis_hit": ("redis_get", 1.5, None),
     "proxy_miss_default": ("forward", 0.85, None),
     "proxy_miss": ("forward", 0.85, None),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from types import TracebackType
@@ -39,13 +40,14 @@ log = structlog.get_logger("proxy.tracing")
 
 TRACEPARENT: Final = "traceparent"
 TRACESTATE: Final = "tracestate"
-_HEX = frozenset("0123456789abcdef")
+# Flags whose lowest bit (sampled) is set.
+_SAMPLED_FLAGS = frozenset(f"{n:02x}" for n in range(256) if n & 1)
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 _MAX_TRACESTATE = 512  # W3C: vendors may drop it past 512 characters; we do
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per traced request, and frozen init is slow
 class TraceContext:
     """The trace a request belongs to, and the span that is current in it (when recording)."""
 
@@ -73,20 +75,22 @@ class TraceContext:
 CURRENT: ContextVar[TraceContext | None] = ContextVar("order_proxy_trace", default=None)
 
 
+# version-traceid-parentid-flags, lower-case hex; a later version may append "-..." fields.
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+
+
 def parse_traceparent(value: str) -> tuple[str, str, bool] | None:
-    """(trace id, parent span id, sampled) of a valid W3C traceparent, else None. A later
-    version may append fields after the flags; version ff is invalid."""
-    value = value.strip().lower()
-    if len(value) < 55 or value[2] != "-" or value[35] != "-" or value[52] != "-":
+    """(trace id, parent span id, sampled) of a valid W3C traceparent, else None. Version ff
+    is invalid; version 00 has exactly four fields."""
+    found = _TRACEPARENT.fullmatch(value) or _TRACEPARENT.fullmatch(value.strip().lower())
+    if found is None:
         return None
-    version, trace_id, parent_id, flags = value[:2], value[3:35], value[36:52], value[53:55]
-    if version == "ff" or not _HEX.issuperset(version + trace_id + parent_id + flags):
-        return None
-    if len(value) > 55 and (version == "00" or value[55] != "-"):
+    version, trace_id, parent_id, flags, rest = found.groups()
+    if version == "ff" or (rest is not None and version == "00"):
         return None
     if trace_id == _ZERO_TRACE or parent_id == _ZERO_SPAN:
         return None
-    return trace_id, parent_id, bool(int(flags, 16) & 1)
+    return trace_id, parent_id, flags in _SAMPLED_FLAGS
 
 
 def continued(traceparent: str, tracestate: str | None) -> TraceContext | None:
@@ -210,7 +214,7 @@ class Tracing:
         return self._tracer is not None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Pending(TraceContext):
     """A sampled request continuing a caller's trace, before its server span exists."""
 
