@@ -26,6 +26,8 @@ class ReceivedSpan:
     attributes: dict[str, Any]
     events: list[tuple[str, dict[str, Any]]]
     resource: dict[str, Any]
+    start_ns: int = 0
+    end_ns: int = 0
 
 
 @dataclass
@@ -62,6 +64,8 @@ class Receiver:
                             attributes=_attributes(span.attributes),
                             events=[(e.name, _attributes(e.attributes)) for e in span.events],
                             resource=resource,
+                            start_ns=span.start_time_unix_nano,
+                            end_ns=span.end_time_unix_nano,
                         )
                     )
         return web.Response(
