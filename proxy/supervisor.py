@@ -130,7 +130,13 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         delay = self._policy.first_delay
         while not self._stop.is_set():
-            proc = await asyncio.create_subprocess_exec(*self._command, env=self._env)
+            try:
+                proc = await asyncio.create_subprocess_exec(*self._command, env=self._env)
+            except OSError:
+                # Out of processes or memory: a pod that cannot start its workers ends.
+                log.exception("worker_spawn_failed", slot=index)
+                self._fail(1)
+                return
             started = loop.time()
             self._running[proc.pid] = proc
             self._write_census()
