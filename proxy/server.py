@@ -31,7 +31,7 @@ from proxy.observe import accesslog
 from proxy.observe.metrics import MULTIPROC_DIR_ENV, multiprocess_dir
 from proxy.preflight import log_redis_at_start
 from proxy.startup import StartupError, listen_failed
-from proxy.supervisor import RestartPolicy, run_supervised
+from proxy.supervisor import RestartPolicy, mark_listening, run_supervised
 
 log = structlog.get_logger("proxy.server")
 
@@ -68,6 +68,8 @@ async def serve(
     if internal is not None:
         fields["internal_host"] = settings.server.internal_host or settings.server.host
         fields["internal_port"] = bound_port(internal[1])
+    if census_file is not None:
+        mark_listening(census_file, os.getpid())  # the supervisor's census counts it now
     log.info("listening", **fields, pid=os.getpid())
 
     stop = asyncio.Event()

@@ -7,9 +7,10 @@ orchestrator restarts the pod rather than watching a crash loop. A worker that f
 siblings would fail the same way. SIGTERM or SIGINT is passed to every worker, nothing is
 replaced any more, and the parent exits once all have drained.
 
-The parent writes how many workers it expects and how many run to a small JSON file (its path
-in the workers' environment) that each worker's /readyz reads: while one is missing the pod
-says so and is not ready.
+The parent writes how many workers it expects and which run to a small JSON file (its path in
+the workers' environment); each worker marks itself once it listens, and each worker's /readyz
+counts the running workers that do: while one is missing (dead, or its replacement not yet
+listening) the pod says so and is not ready.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class RestartPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Census:
-    """What /readyz reports of the pod: workers expected, and running now."""
+    """What /readyz reports of the pod: workers expected, and running and listening now."""
 
     expected: int
     running: int
@@ -57,13 +58,24 @@ class Census:
         return self.running >= self.expected
 
 
+def listening_marker(census_file: Path, pid: int) -> Path:
+    """The file a worker creates once it listens (removed by the parent when it exits)."""
+    return census_file.with_name(f"{census_file.stem}.{pid}.listening")
+
+
+def mark_listening(census_file: Path, pid: int) -> None:
+    listening_marker(census_file, pid).touch()
+
+
 def read_census(path: Path) -> Census | None:
-    """The parent's last census, or None when there is none to read (not supervised)."""
+    """The pod as the parent last wrote it, counting only workers that listen; None when
+    there is nothing to read (not supervised)."""
     try:
         data = json.loads(path.read_bytes())
-        return Census(int(data["expected"]), int(data["running"]))
+        expected, pids = int(data["expected"]), [int(pid) for pid in data["pids"]]
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    return Census(expected, sum(listening_marker(path, pid).exists() for pid in pids))
 
 
 class Supervisor:
@@ -144,6 +156,7 @@ class Supervisor:
             code = await proc.wait()
             del self._running[proc.pid]
             self._write_census()
+            listening_marker(self._census_file, proc.pid).unlink(missing_ok=True)
             if self._on_exit is not None:
                 self._on_exit(proc.pid)
             if self._stop.is_set():
@@ -179,7 +192,8 @@ class Supervisor:
     def _write_census(self) -> None:
         # Written whole and renamed into place: a reader never sees half a file.
         tmp = self._census_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"expected": self._count, "running": len(self._running)}))
+        census = {"expected": self._count, "pids": sorted(self._running)}
+        tmp.write_text(json.dumps(census))
         tmp.replace(self._census_file)
 
 
