@@ -72,6 +72,8 @@ class EventBus:
         self._outage_logged = False
         # Set while the subscription is confirmed and the link answers.
         self.subscribed = asyncio.Event()
+        # Set to cut a reconnect backoff short (Redis answers again: try now).
+        self._retry_now = asyncio.Event()
 
     @property
     def healthy(self) -> bool:
@@ -95,6 +97,10 @@ class EventBus:
             for future in futures:
                 future.cancel()
         self._waiters.clear()
+
+    def reconnect_now(self) -> None:
+        """Redis answers again: end the reconnect backoff, if one is under way."""
+        self._retry_now.set()
 
     def listen(self, kind: str, listener: Listener) -> None:
         """Call `listener(key)` for every event of this kind (from any replica, this one too)."""
@@ -225,5 +231,7 @@ class EventBus:
             # that worked); cancellation ends the loop.
             if was_healthy:
                 delay = 0.1
-            await asyncio.sleep(delay)
+            self._retry_now.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._retry_now.wait(), timeout=delay)
             delay = min(delay * 2, 2.0)

@@ -6,6 +6,9 @@ listener's app, which holds the proxy app's metrics, lifecycle and cache health.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import msgspec
 from aiohttp import web
 
@@ -14,6 +17,8 @@ from proxy.observe.metrics import EXPOSITION_CONTENT_TYPE, OPENMETRICS_CONTENT_T
 from proxy.supervisor import read_census
 
 _json = msgspec.json.Encoder()
+# How long /readyz waits for the bus to re-subscribe once Redis answers again.
+_BUS_BACK_SECONDS = 0.5
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -42,9 +47,16 @@ async def readyz(request: web.Request) -> web.Response:
     if health is not None:
         cache, bus = health.cache, health.bus
         if cache.layer == "redis" and bus is not None:
+            redis_up = await cache.check()
+            if redis_up and not bus.healthy:
+                # Redis is back: have the bus re-subscribe now rather than at the end of its
+                # backoff, so this answer already says whether it could.
+                bus.reconnect_now()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(bus.subscribed.wait(), timeout=_BUS_BACK_SECONDS)
             body["cache"] = {
                 "layer": "redis",
-                "redis": "up" if await cache.check() else "down",
+                "redis": "up" if redis_up else "down",
                 # Down: invalidations from other replicas may be missed, so this replica's
                 # memory layer is bypassed until the subscription is back.
                 "bus": "up" if bus.healthy else "down",
