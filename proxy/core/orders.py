@@ -333,6 +333,7 @@ class OrderService:
         if replicas is None:
             fence = await self._cache.note(key, local)
             return await self._read(key, query, fence)
+        started = time.time_ns()
         result = await replicas.run(
             key,
             lambda generation: self._read(key, query, Fence(local, generation)),
@@ -341,6 +342,7 @@ class OrderService:
         )
         if isinstance(result, _Fetched):
             return result
+        tracing.past_span("coalesce.wait", started, **{"order_proxy.read_by": "another replica"})
         return _Fetched(result, None, None)
 
     async def _read(self, key: str, query: OrderQuery, fence: Fence) -> _Fetched:

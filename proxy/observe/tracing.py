@@ -198,7 +198,14 @@ class Tracing:
         trace_id = "%032x" % span.get_span_context().trace_id  # noqa: UP031
         return TraceContext(trace_id, True, trace.tracestate, span=span, tracing=self)
 
-    def child(self, parent: Span, name: str, kind: str, attributes: dict[str, Any]) -> Span:
+    def child(
+        self,
+        parent: Span,
+        name: str,
+        kind: str,
+        attributes: dict[str, Any],
+        start_ns: int | None = None,
+    ) -> Span:
         from opentelemetry import trace as api  # noqa: PLC0415
 
         assert self._tracer is not None
@@ -207,6 +214,7 @@ class Tracing:
             context=api.set_span_in_context(parent),
             kind=getattr(api.SpanKind, kind.upper()),
             attributes=attributes,
+            start_time=start_ns,
         )
 
     @property
@@ -288,6 +296,14 @@ def span(name: str, kind: str = "internal", **attributes: Any) -> _Span | _NoSpa
     if trace is None or trace.span is None:
         return NO_SPAN
     return _Span(name, kind, attributes)
+
+
+def past_span(name: str, start_ns: int, **attributes: Any) -> None:
+    """A child span of the current one that began at `start_ns` (time.time_ns) and ends now:
+    for what turns out to be worth a span only once it is over."""
+    trace = CURRENT.get()
+    if trace is not None and trace.span is not None and trace.tracing is not None:
+        trace.tracing.child(trace.span, name, "internal", attributes, start_ns).end()
 
 
 def event(name: str, **attributes: Any) -> None:

@@ -11,13 +11,14 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from proxy.appkeys import TRACING
+from proxy.appkeys import BUS, TRACING
+from proxy.config import SettingsError, load_settings
 from proxy.config.settings import TracingSettings
 from proxy.devtools.simulator import Fault, SimulatorState
 from proxy.observe.tracing import parse_traceparent
 from tests.conftest import API_KEY, MERCHANT, OTHER_API_KEY, ProxyFactory, make_settings
 from tests.support.logcapture import Captured
-from tests.support.otlp import CLIENT, SERVER, Receiver
+from tests.support.otlp import CLIENT, SERVER, STATUS_ERROR, Receiver
 from tests.support.processes import RedisProcess
 
 CHARGED = "JP1636474794"
@@ -250,3 +251,65 @@ async def test_sampling_off_exports_nothing_and_still_continues_the_trace(
     assert simulator_state.requests[1].headers["traceparent"].startswith(f"00-{TRACE}-")
     lines = [r for r in logs.requests() if r["route"] == "order"]
     assert ["trace_id" in line for line in lines] == [False, True]
+
+
+async def test_a_replica_that_waits_for_another_replicas_read_has_a_coalescing_wait_span(
+    make_proxy: ProxyFactory,
+    simulator: TestServer,
+    simulator_state: SimulatorState,
+    redis_server: RedisProcess,
+    receiver: tuple[Receiver, str],
+) -> None:
+    found, endpoint = receiver
+    simulator_state.put_order(MERCHANT, "SLOW2", "PENDING_VBV")
+    simulator_state.add_fault(Fault(kind="latency", delay=0.5, order_id="SLOW2"))
+    settings = make_settings(simulator.make_url(""), redis_url=redis_server.url)
+    settings = replace(settings, tracing=TracingSettings(exporter="otlp", endpoint=endpoint))
+    a, b = await make_proxy(settings=settings), await make_proxy(settings=settings)
+    for replica in (a, b):
+        await asyncio.wait_for(replica.app[BUS].subscribed.wait(), timeout=5)
+    first = asyncio.ensure_future(a.get("/orders/SLOW2"))
+    assert await simulator_state.until_in_flight(1, within=5)  # a's read has reached Juspay
+    second = await b.get("/orders/SLOW2", headers={"traceparent": SAMPLED})
+    assert (await first).status == second.status == 200
+    assert simulator_state.calls["SLOW2"] == 1  # b waited for a's answer
+    await a.app[TRACING].flush()
+    await exported(b, found)
+    [wait] = [s for s in found.named("coalesce.wait") if s.trace_id == TRACE]
+    [server] = [s for s in found.spans if s.trace_id == TRACE and s.kind == SERVER]
+    assert wait.parent_id == server.span_id
+    assert wait.attributes == {"order_proxy.read_by": "another replica"}
+    assert not [s for s in found.named("GET juspay /orders/{order_id}") if s.trace_id == TRACE]
+
+
+def test_tracing_is_on_only_with_an_exporter_and_speaks_only_http_protobuf() -> None:
+    base = {"JUSPAY_MERCHANT_ID": "m1", "JUSPAY_API_KEY": "sk_trace_key_1"}
+    assert not load_settings(base).tracing.enabled
+    on = load_settings({**base, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/"})
+    assert on.tracing.enabled
+    assert on.tracing.traces_url == "http://collector:4318/v1/traces"
+    assert load_settings({**base, "OTEL_TRACES_EXPORTER": "otlp"}).tracing.enabled
+    off = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}
+    assert not load_settings({**base, **off, "OTEL_SDK_DISABLED": "true"}).tracing.enabled
+    assert not load_settings({**base, **off, "OTEL_TRACES_EXPORTER": "none"}).tracing.enabled
+    with pytest.raises(SettingsError) as grpc:
+        load_settings({**base, **off, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+    assert str(grpc.value).startswith("OTEL_EXPORTER_OTLP_PROTOCOL")
+    with pytest.raises(SettingsError) as ratio:
+        load_settings({**base, **off, "OTEL_TRACES_SAMPLER_ARG": "1.5"})
+    assert str(ratio.value).startswith("OTEL_TRACES_SAMPLER_ARG")
+
+
+async def test_a_failed_upstream_read_is_an_error_span(
+    traced: Traced, simulator_state: SimulatorState, receiver: tuple[Receiver, str]
+) -> None:
+    found = receiver[0]
+    simulator_state.add_fault(Fault(kind="status", status=500))
+    proxy = await traced(upstream={"max_attempts": 1})
+    assert (await proxy.get(f"/orders/{CHARGED}", headers={"traceparent": SAMPLED})).status == 502
+    [upstream] = (await exported(proxy, found)).named("GET juspay /orders/{order_id}")
+    assert upstream.status_code == STATUS_ERROR
+    assert upstream.attributes["error.type"] == "upstream_server_error"
+    [server] = [s for s in found.spans if s.kind == SERVER]
+    assert server.attributes["http.response.status_code"] == 502
+    assert server.status_code == STATUS_ERROR

@@ -14,6 +14,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 SERVER = 2  # opentelemetry.proto.trace.v1.Span.SpanKind
 CLIENT = 3
+STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.StatusCode
 
 
 @dataclass
@@ -28,6 +29,7 @@ class ReceivedSpan:
     resource: dict[str, Any]
     start_ns: int = 0
     end_ns: int = 0
+    status_code: int = 0
 
 
 @dataclass
@@ -66,6 +68,7 @@ class Receiver:
                             resource=resource,
                             start_ns=span.start_time_unix_nano,
                             end_ns=span.end_time_unix_nano,
+                            status_code=span.status.code,
                         )
                     )
         return web.Response(
