@@ -18,6 +18,7 @@ from proxy.devtools.simulator import SimulatorState, create_simulator_app
 from proxy.upstream.egress import bypasses
 from tests.conftest import ProxyFactory, make_settings
 from tests.support.connect_proxy import ConnectProxy
+from tests.support.logcapture import Captured
 from tests.support.processes import RedisProcess
 from tests.support.tlsca import PrivateCA, make_private_ca
 
@@ -171,3 +172,25 @@ def test_no_proxy_is_read_as_curl_reads_it(
     host: str, port: int, no_proxy: str, expected: bool
 ) -> None:
     assert bypasses(host, port, no_proxy) is expected
+
+
+async def test_a_proxy_that_refuses_our_credentials_is_a_502_that_never_shows_them(
+    make_proxy: ProxyFactory,
+    tls_upstream: TestServer,
+    private_ca: PrivateCA,
+    auth_proxy: ConnectProxy,
+    logs: Captured,
+) -> None:
+    settings = make_settings(_https(tls_upstream))
+    wrong = auth_proxy.url.replace("pr0xy-s3cret", "not-the-password")
+    upstream = replace(
+        settings.upstream,
+        ca_file=private_ca.ca_file,
+        https_proxy=Secret(wrong, "test"),
+        max_attempts=1,
+    )
+    proxy = await make_proxy(settings=replace(settings, upstream=upstream))
+    resp = await proxy.get(f"/orders/{ORDER}")
+    assert resp.status == 502
+    assert (auth_proxy.refused, auth_proxy.targets) == (1, [])  # no tunnel: Juspay saw nothing
+    assert "not-the-password" not in logs.text + await resp.text()
