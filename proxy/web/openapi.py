@@ -59,6 +59,9 @@ _ORDER_HEADERS = [
     {"$ref": "#/components/parameters/x-merchantid"},
     {"$ref": "#/components/parameters/x-routing-id"},
     {"name": "Cache-Control", "in": "header", "schema": {"type": "string", "maxLength": 200}},
+    # W3C trace context: continued to Juspay (an invalid one is ignored, never refused).
+    {"name": "traceparent", "in": "header", "schema": {"type": "string", "maxLength": 512}},
+    {"name": "tracestate", "in": "header", "schema": {"type": "string", "maxLength": 512}},
 ]
 
 
