@@ -190,6 +190,7 @@ def start_proxy(
     workers: int = 0,
     cores: str | None = None,
     source: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[Proc, int]:
     """`order-proxy serve` pinned to the server core, its stdout (JSON logs) redirected to a
     file, as a container runtime would. `log_level="info"` is the default configuration (one
@@ -214,6 +215,7 @@ def start_proxy(
         extra["PROXY_CONFIG_FILE"] = str(config_file)
     if source is not None:
         extra["PYTHONPATH"] = str(source)  # ahead of this checkout's editable install
+    extra.update(extra_env or {})
     argv = [str(BIN / "order-proxy"), "serve"]
     if workers > 1:
         argv += ["--workers", str(workers)]

@@ -307,8 +307,10 @@ def run_wrk(
     connections: int = 32,
     script_args: tuple[str, ...] = (),
     core: int | None = CLIENT_CORE,
+    headers: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """One wrk run (-t1, pinned to the client core); its totals and latency in a dict.
+    `headers`: more request headers ("Name: value"), on every request.
 
     `script_args` go to bench/wrk_report.lua: () for a fixed path, ("cycle", N, PREFIX) or
     ("distinct", N, PREFIX) for /orders/PREFIX<n> (see the script).
@@ -323,6 +325,7 @@ def run_wrk(
         "5s",
         "-H",
         "Accept: application/json",
+        *(arg for header in headers for arg in ("-H", header)),
         "-s",
         str(WRK_REPORT),
         f"http://127.0.0.1:{port}{path}",

@@ -38,6 +38,7 @@ def measure(
     *,
     script_args: tuple[str, ...] = (),
     wrk_core: int | None = CLIENT_CORE,
+    headers: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Warm up, then `runs` wrk runs; CPU of the server (all its processes: `--workers`) and
     of helpers, for context. `wrk_core=None`: wrk unpinned (the workers scenarios)."""
@@ -45,7 +46,14 @@ def measure(
     helpers = aux or {}
     conns = cfg.connections
     wrk = functools.partial(
-        run_wrk, env.pinning, port, path, connections=conns, script_args=script_args, core=wrk_core
+        run_wrk,
+        env.pinning,
+        port,
+        path,
+        connections=conns,
+        script_args=script_args,
+        core=wrk_core,
+        headers=headers,
     )
     warm = wrk(cfg.warmup)
     pids = [server.pid, *worker_pids(server)]

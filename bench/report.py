@@ -43,6 +43,9 @@ TARGETS = {
     # scenario: (ceiling scenario, minimum req/s ratio, maximum p99 ratio)
     "proxy_memory_hit_default": ("bare", 0.85, 1.3),
     "proxy_memory_hit": ("bare", 0.9, 1.5),
+    # Tracing must cost a hit next to nothing when off, and little at 1 % sampling.
+    "proxy_hit_trace_off": ("proxy_memory_hit", 0.97, None),
+    "proxy_hit_traced_1pct": ("proxy_memory_hit", 0.90, None),
     "proxy_redis_hit": ("redis_get", 1.5, None),
     "proxy_miss_default": ("forward", 0.85, None),
     "proxy_miss": ("forward", 0.85, None),

@@ -17,6 +17,8 @@ Scenarios (all on 127.0.0.1):
             1,000-request burst for one uncached order (upstream calls counted by the
             simulator), 100k distinct orders through the in-process layer with a 64 MiB bound
             (RSS checked)
+  tracing   the in-process HIT (quiet logs) with a caller's traceparent and tracing off, and
+            with tracing on (OTLP to a sink on the client core) at 1 % and 100 % sampling
   workers   the default-config HIT (with Redis, which several workers need) with the server
             on both cores: one process, then `serve --workers 2` (wrk unpinned: two cores)
   accessline  CPU of one access line (bench.accessline_micro) vs the structlog line

@@ -21,6 +21,9 @@ from bench.scenarios_load import (
     scenario_waiters,
 )
 from bench.scenarios_proxy import (
+    scenario_hit_trace_off,
+    scenario_hit_traced_1pct,
+    scenario_hit_traced_all,
     scenario_proxy_memory_hit,
     scenario_proxy_memory_hit_default,
     scenario_proxy_miss,
@@ -41,6 +44,18 @@ SCENARIOS: dict[str, tuple[str, Callable[[Env], dict[str, Any]]]] = {
         scenario_proxy_memory_hit_default,
     ),
     "proxy_memory_hit": ("proxy: in-process HIT, quiet logs", scenario_proxy_memory_hit),
+    "proxy_hit_trace_off": (
+        "proxy: in-process HIT, caller traceparent, tracing off",
+        scenario_hit_trace_off,
+    ),
+    "proxy_hit_traced_1pct": (
+        "proxy: in-process HIT, tracing on, 1% sampled",
+        scenario_hit_traced_1pct,
+    ),
+    "proxy_hit_traced_all": (
+        "proxy: in-process HIT, tracing on, all sampled",
+        scenario_hit_traced_all,
+    ),
     "proxy_redis_hit": ("proxy: Redis HIT", scenario_proxy_redis_hit),
     "proxy_miss_default": (
         "proxy: MISS (256 orders), default (info, log to file)",

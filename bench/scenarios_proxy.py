@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -14,7 +15,7 @@ from bench.env import (
     sim_calls,
     start_proxy,
 )
-from bench.harness import BenchError, Proc
+from bench.harness import CLIENT_CORE, BenchError, Proc, listening_port, wait_ready
 from bench.measure import expect, measure
 
 
@@ -147,3 +148,55 @@ def scenario_proxy_miss_one(env: Env) -> dict[str, Any]:
         return result
     finally:
         env.procs.stop(proc)
+
+
+# A caller's sampled trace, as a service mesh or an instrumented client sends it.
+CALLER_TRACEPARENT = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def _traced_hit(
+    env: Env, name: str, otel: dict[str, str] | None, headers: tuple[str, ...]
+) -> dict[str, Any]:
+    """The in-process HIT (quiet logs) with tracing as `otel` sets it (None: off), spans
+    exported to a sink on the client core; compare with proxy_memory_hit."""
+    sink = None
+    extra: dict[str, str] = {}
+    if otel is not None:
+        sink = env.procs.start(
+            "otlp-sink",
+            [sys.executable, "-m", "bench.otlp_sink", "--port", "0"],
+            core=CLIENT_CORE,
+        )
+        sink_port = listening_port(sink)
+        wait_ready(sink_port, "/healthz", sink)
+        extra = {
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{sink_port}/v1/traces",
+            **otel,
+        }
+    proc, port = start_proxy(env, name, log_level="warning", extra_env=extra)
+    try:
+        path = f"/orders/{HIT_ORDER}"
+        expect(port, path, body=env.body, x_cache="MISS")
+        expect(port, path, body=env.body, x_cache="HIT")
+        result = measure(env, port, path, proc, headers=headers)
+        expect(port, path, body=env.body, x_cache="HIT")
+        result["tracing"] = otel or "off"
+        return result
+    finally:
+        env.procs.stop(proc)
+        if sink is not None:
+            env.procs.stop(sink)
+
+
+def scenario_hit_trace_off(env: Env) -> dict[str, Any]:
+    # Tracing off, the caller's traceparent continued: parsed, on the line, nothing exported.
+    return _traced_hit(env, "proxy-hit-trace-off", None, (CALLER_TRACEPARENT,))
+
+
+def scenario_hit_traced_1pct(env: Env) -> dict[str, Any]:
+    otel = {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01"}
+    return _traced_hit(env, "proxy-hit-traced-1pct", otel, ())
+
+
+def scenario_hit_traced_all(env: Env) -> dict[str, Any]:
+    return _traced_hit(env, "proxy-hit-traced-all", {"OTEL_TRACES_SAMPLER": "always_on"}, ())

@@ -23,6 +23,7 @@ from proxy.appkeys import (
     OPENAPI,
     ORDER_SERVICE,
     SETTINGS,
+    TRACING,
     UPSTREAM,
     WAITS,
     WEBHOOK_AUTH,
@@ -42,6 +43,7 @@ from proxy.core.orders import OrderService, ServiceOptions
 from proxy.core.tasks import BackgroundTasks
 from proxy.core.waits import WaitRegistry
 from proxy.observe.metrics import Metrics
+from proxy.observe.tracing import Tracing
 from proxy.upstream.client import Credentials, JuspayClient, build_session, close_session
 from proxy.web import routes
 from proxy.web.auth import ClientKeyAuth, WebhookAuth
@@ -68,7 +70,11 @@ def create_app(
     (`upstream`) or wall clock; else the client and session are made here, at start-up, and
     closed at shutdown, and the clock is `time.time`."""
     rows: RouteRows = {}  # filled as the routes are registered, below
-    middlewares: list[Middleware] = [make_observe(rows, log_requests=_log_requests(settings))]
+    # Spans only with an exporter set; the SDK starts (and stops) with the app, below.
+    tracing = Tracing(settings.tracing) if settings.tracing.enabled else None
+    middlewares: list[Middleware] = [
+        make_observe(rows, log_requests=_log_requests(settings), tracing=tracing)
+    ]
     if settings.clients:
         middlewares.append(ClientKeyAuth(settings.clients, rows))
     if any_limits(settings.clients):
@@ -88,6 +94,10 @@ def create_app(
     app[DECODERS] = Decoders()
     # Basic pairs (shared and per merchant) and JWT keyrings; with none, every webhook is a 401.
     app[WEBHOOK_AUTH] = WebhookAuth(settings)
+    if tracing is not None:
+        app[TRACING] = tracing
+        # Before the resources: it closes after them, so their last spans are exported.
+        app.cleanup_ctx.append(_tracing)
     app.cleanup_ctx.append(_resources(redis, upstream, clock or time.time))
     app.on_shutdown.append(_start_draining)
     app.on_response_prepare.append(_strip_server_header)
@@ -116,6 +126,15 @@ def _internal_app(settings: Settings, metrics: Metrics, lifecycle: Lifecycle) ->
 def _log_requests(settings: Settings) -> bool:
     """Whether request lines can be seen at all (False when info lines are filtered out)."""
     return settings.log.level in ("debug", "info")
+
+
+async def _tracing(app: web.Application) -> AsyncIterator[None]:
+    tracing = app[TRACING]
+    tracing.start()
+    try:
+        yield
+    finally:
+        await tracing.close()
 
 
 async def _strip_server_header(request: web.Request, response: web.StreamResponse) -> None:

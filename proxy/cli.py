@@ -107,11 +107,19 @@ def _parser() -> argparse.ArgumentParser:
         help="a merchant it may read (repeat; default: all, '*')",
     )
     key_cmd.add_argument("--operator", action="store_true", help="may purge cache entries")
-    commands.add_parser(
+    check = commands.add_parser(
         "check-config",
         help="print the effective settings (secrets masked) and exit",
         description="Parse the settings exactly as `serve` would and print them, secrets masked. "
-        "Exits 2 with one line naming the bad setting when the configuration is invalid.",
+        "Exits 2 with one line naming the bad setting when the configuration is invalid. "
+        "With --probe, reach Redis and Juspay instead and print what was found, with a "
+        "verdict for Redis and for each merchant (exit 1 when one is not ok).",
+    )
+    check.add_argument(
+        "--probe",
+        action="store_true",
+        help="reach Redis (PING, version, role, replicas, persistence, topology) and Juspay "
+        "(TLS, each merchant's key accepted or refused, latency)",
     )
     return parser
 
@@ -136,6 +144,8 @@ def _install_uvloop() -> str:
 def serve(workers: int = 1) -> int:
     from proxy.observe.logs import configure_logging  # noqa: PLC0415 - keep `--help` fast
     from proxy.server import run_workers, serve  # noqa: PLC0415
+    from proxy.startup import StartupError  # noqa: PLC0415
+    from proxy.supervisor import CENSUS_ENV  # noqa: PLC0415
 
     settings = _settings_or_exit()
     if workers < 1 or workers > 64:
@@ -154,7 +164,7 @@ def serve(workers: int = 1) -> int:
         return 2
     configure_logging(settings.log.level, settings.log.format)
     if workers > 1:
-        return run_workers(workers)
+        return run_workers(workers, settings)
     loop_name = _install_uvloop()
     import structlog  # noqa: PLC0415
 
@@ -167,7 +177,14 @@ def serve(workers: int = 1) -> int:
         merchants=[m.merchant_id for m in settings.merchants],
     )
     reuse_port = os.environ.get("ORDER_PROXY_WORKER") == "1"
-    asyncio.run(serve(settings, reuse_port=reuse_port))
+    census = os.environ.get(CENSUS_ENV)
+    try:
+        asyncio.run(
+            serve(settings, reuse_port=reuse_port, census_file=Path(census) if census else None)
+        )
+    except StartupError as exc:
+        print(f"order-proxy: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -249,10 +266,19 @@ def client_key(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_config() -> int:
+def check_config(probe: bool = False) -> int:
     settings = _settings_or_exit()
-    print(json.dumps(settings.describe(), indent=2))
-    return 0
+    if not probe:
+        print(json.dumps(settings.describe(), indent=2))
+        return 0
+    from proxy.observe.logs import configure_logging  # noqa: PLC0415
+    from proxy.preflight import probe as run_probe  # noqa: PLC0415 - only with --probe
+
+    # Lines logged on the way (a refused key...) go to stderr: stdout is the report.
+    configure_logging(settings.log.level, settings.log.format, stream=sys.stderr)
+    report = asyncio.run(run_probe(settings))
+    print(json.dumps(report, indent=2))
+    return 0 if report["verdict"] == "ok" else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -281,4 +307,4 @@ def _main(argv: Sequence[str] | None) -> int:
         return simulate(args)
     if args.command == "client-key":
         return client_key(args)
-    return check_config()
+    return check_config(probe=args.probe)

@@ -162,6 +162,17 @@ class UpstreamSettings:
         256
     )
     circuit: CircuitSettings = field(default_factory=CircuitSettings)
+    # Egress to Juspay only (never Redis): a forward proxy for an https upstream, the hosts
+    # that bypass it (curl's NO_PROXY rules), and the CA bundle Juspay's certificate (or a
+    # TLS-inspecting proxy's) is verified with instead of the system's.
+    https_proxy: Annotated[
+        Secret | None,
+        Meta(extra={**sources(env="HTTPS_PROXY", toml="upstream.https_proxy"), "url": True}),
+    ] = None
+    no_proxy: Annotated[str, Meta(extra=sources(env="NO_PROXY", toml="upstream.no_proxy"))] = ""
+    ca_file: Annotated[
+        Path | None, Meta(extra=sources(env="JUSPAY_CA_FILE", toml="upstream.ca_file"))
+    ] = None
 
 
 # CircuitSettings and CachePolicy live with the code that uses them, and so do their defaults;
@@ -308,6 +319,14 @@ class ServerSettings:
     ] = 256 * 1024
     max_line_size: int = 8190
     max_field_size: int = 8190
+    # `serve --workers N`: a worker that dies is replaced after this delay, doubled for each
+    # death in a row (capped at 30 s); this many deaths within a minute end the parent (exit 1).
+    worker_restart_seconds: Annotated[
+        float, Meta(ge=0.0, le=30.0, extra=sources(toml="server.worker_restart_seconds"))
+    ] = 0.5
+    worker_crash_limit: Annotated[
+        int, Meta(ge=1, le=1000, extra=sources(toml="server.worker_crash_limit"))
+    ] = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,6 +368,57 @@ class LogSettings:
     format: Annotated[LogFormat, Meta(extra=sources(env="LOG_FORMAT"))] = "json"
 
 
+TraceSampler = Literal[
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TracingSettings:
+    """OpenTelemetry tracing, from the standard OTEL_* variables. Off unless an exporter is set
+    (OTEL_TRACES_EXPORTER=otlp, or an OTLP endpoint); only OTLP over HTTP/protobuf is spoken.
+    Headers, timeouts and batching (OTEL_EXPORTER_OTLP_HEADERS, OTEL_BSP_*) are read by the
+    SDK itself, so a collector token in the headers never passes through these settings."""
+
+    exporter: Annotated[str, Meta(extra=sources(env="OTEL_TRACES_EXPORTER"))] = ""
+    # Where spans go: the traces endpoint as given, else the base endpoint + /v1/traces.
+    endpoint: Annotated[
+        str | None, Meta(extra=sources(env="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+    ] = None
+    base_endpoint: Annotated[str | None, Meta(extra=sources(env="OTEL_EXPORTER_OTLP_ENDPOINT"))] = (
+        None
+    )
+    protocol: Annotated[str, Meta(extra=sources(env="OTEL_EXPORTER_OTLP_PROTOCOL"))] = (
+        "http/protobuf"
+    )
+    sampler: Annotated[TraceSampler, Meta(extra=sources(env="OTEL_TRACES_SAMPLER"))] = (
+        "parentbased_always_on"
+    )
+    sampler_arg: Annotated[
+        float, Meta(ge=0.0, le=1.0, extra=sources(env="OTEL_TRACES_SAMPLER_ARG"))
+    ] = 1.0
+    service_name: Annotated[str, Meta(extra=sources(env="OTEL_SERVICE_NAME"))] = "order-proxy"
+    sdk_disabled: Annotated[bool, Meta(extra=sources(env="OTEL_SDK_DISABLED"))] = False
+
+    @property
+    def enabled(self) -> bool:
+        if self.sdk_disabled or self.exporter == "none":
+            return False
+        return self.exporter == "otlp" or bool(self.endpoint or self.base_endpoint)
+
+    @property
+    def traces_url(self) -> str:
+        if self.endpoint:
+            return self.endpoint
+        base = (self.base_endpoint or "http://localhost:4318").rstrip("/")
+        return base + "/v1/traces"
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     merchants: tuple[MerchantSettings, ...]
@@ -371,6 +441,7 @@ class Settings:
         float, Meta(ge=0.0, le=3600.0, extra=sources(toml="secret_refresh_seconds"))
     ] = 1.0
     wait: WaitSettings = field(default_factory=WaitSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
 
     def merchant(self, merchant_id: str) -> MerchantSettings | None:
         for merchant in self.merchants:

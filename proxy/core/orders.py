@@ -43,6 +43,7 @@ from proxy.core.models import OrderStatusView
 from proxy.core.reads import CacheResult, Miss, OrderAnswer, OrderQuery, fresh
 from proxy.core.state import fingerprint
 from proxy.core.tasks import BackgroundTasks
+from proxy.observe import tracing
 from proxy.observe.metrics import Metrics
 from proxy.upstream.client import JuspayClient, UpstreamCall
 
@@ -72,6 +73,7 @@ class _Fetched:
     # None when another replica made the call and shared its answer.
     upstream_status: int | None
     upstream_elapsed: float | None
+    stored: bool = False
 
 
 @dataclass(eq=False, slots=True)
@@ -208,7 +210,8 @@ class OrderService:
             self._calls_saved.inc()
         # shield: a caller that goes away must not cancel the read others are waiting on.
         try:
-            fetched = await asyncio.shield(flight.task)
+            with tracing.span("coalesce.wait") if coalesced else tracing.NO_SPAN:
+                fetched = await asyncio.shield(flight.task)
         except (UpstreamError, Overloaded) as exc:
             stale = miss.stale
             if stale is None or not self._may_serve_stale(stale):
@@ -223,13 +226,20 @@ class OrderService:
             coalesced=coalesced,
             upstream_status=fetched.upstream_status,
             upstream_elapsed=fetched.upstream_elapsed,
+            stored=fetched.stored,
         )
 
     def _hit(self, query: OrderQuery, entry: CachedEntry) -> OrderAnswer:
         self._calls_saved.inc()
         if self.followups.verify_sample_rate > 0:
             self.followups.maybe_verify(query, entry)
-        return OrderAnswer(entry, CacheResult.HIT, max(0, int(self._clock() - entry.fetched_at)))
+        now = self._clock()
+        return OrderAnswer(
+            entry,
+            CacheResult.HIT,
+            max(0, int(now - entry.fetched_at)),
+            ttl=int(entry.fresh_until - now),
+        )
 
     async def _cached(
         self, key: str, entry: CachedEntry | None
@@ -241,7 +251,10 @@ class OrderService:
         if cache.remote is None:
             return entry, ("memory", cache.local_fence(key)), False
         # (A front-layer copy never outlives its freshness by more than clock skew: ask Redis.)
-        lookup = await cache.lookup(key)
+        with tracing.span("redis GET", "client", **tracing.REDIS) as span:
+            lookup = await cache.lookup(key)
+            if span is not None:
+                span.set_attribute("order_proxy.found", lookup.entry is not None)
         if lookup.failed:
             return None, None, True
         # The epoch too: a generation restored by a restarted Redis is not the one it was.
@@ -287,6 +300,7 @@ class OrderService:
             fence = await self._cache.note(key, local)
             return await self._read(key, query, fence)
         born = self._cache.now()
+        started = time.time_ns()
         result = await replicas.run(
             key,
             lambda noted: self._read(
@@ -301,6 +315,7 @@ class OrderService:
         )
         if isinstance(result, _Fetched):
             return result
+        tracing.past_span("coalesce.wait", started, **{"order_proxy.read_by": "another replica"})
         return _Fetched(result, None, None)
 
     async def _read(self, key: str, query: OrderQuery, fence: Fence) -> _Fetched:
@@ -355,15 +370,18 @@ class OrderService:
             state=fingerprint(answer.status, answer.view),
         )
         keep = ttl
+        stored = False
         if entry_class == policy.StatusClass.FINAL.value and keep > 0:
             keep += self._options.stale_if_error_seconds  # past fresh_until: only if Juspay fails
         if keep > 0 or query.no_cache:
-            saved = await self._cache.save(
-                key, entry, keep, fence, status_class.value, fresh=query.no_cache
-            )
+            with tracing.span("redis SET", "client", **tracing.REDIS):
+                saved = await self._cache.save(
+                    key, entry, keep, fence, status_class.value, fresh=query.no_cache
+                )
             if saved is Saved.CHANGED:
                 self._metrics.invalidations.labels(source="refresh").inc()
-        return _Fetched(entry, answer.status, answer.elapsed)
+            stored = ttl > 0 and saved in (Saved.STORED, Saved.CHANGED)
+        return _Fetched(entry, answer.status, answer.elapsed, stored)
 
     # --- invalidation -----------------------------------------------------------------------
     async def invalidate(

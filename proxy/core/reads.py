@@ -57,6 +57,9 @@ class OrderAnswer(msgspec.Struct, frozen=True):
     coalesced: bool = False
     upstream_status: int | None = None
     upstream_elapsed: float | None = None
+    # A hit: seconds of freshness left (Cache-Status ttl=). A read: whether its answer was kept.
+    ttl: int | None = None
+    stored: bool = False
 
 
 class Miss(msgspec.Struct, frozen=True):

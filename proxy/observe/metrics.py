@@ -13,6 +13,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.openmetrics import exposition as openmetrics
 
 from proxy import __version__
 from proxy.observe import accesslog
@@ -74,6 +75,8 @@ REDIS_OPERATIONS = (
 )
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100)
 EXPOSITION_CONTENT_TYPE = CONTENT_TYPE_LATEST
+# What a scraper that asks for it gets: the only format that carries exemplars.
+OPENMETRICS_CONTENT_TYPE = openmetrics.CONTENT_TYPE_LATEST
 
 
 class Metrics:
@@ -357,8 +360,11 @@ class Metrics:
         self.redis_round_trips.inc()
         self.redis_commands.inc(size)
 
-    def observe_request(self, route: str, code: int, cache: str, duration: float) -> None:
-        """Count and time one caller-facing request (label children looked up once)."""
+    def observe_request(
+        self, route: str, code: int, cache: str, duration: float, trace_id: str | None = None
+    ) -> None:
+        """Count and time one caller-facing request (label children looked up once); a
+        recorded trace's id becomes the bucket's exemplar (OpenMetrics, single process)."""
         key = (route, code, cache)
         children = self._request_children.get(key)
         if children is None:
@@ -369,14 +375,20 @@ class Metrics:
             # Bounded: routes, status codes and cache results are all small fixed sets.
             self._request_children[key] = children
         children[0].inc()
-        children[1].observe(duration)
+        if trace_id is None:
+            children[1].observe(duration)
+        else:
+            children[1].observe(duration, {"trace_id": trace_id})
 
-    def render(self) -> bytes:
+    def render(self, *, open_metrics: bool = False) -> bytes:
+        """The exposition: Prometheus text, or OpenMetrics (with exemplars) when asked."""
         self.refresh()
+        generate = openmetrics.generate_latest if open_metrics else generate_latest
         path = multiprocess_dir()
         if path is None:
-            return generate_latest(self.registry)
+            return generate(self.registry)
         # Every worker's values, live and dead (counters), from the shared directory.
+        # prometheus-client keeps no exemplars in this mode.
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path)  # type: ignore[no-untyped-call]
-        return generate_latest(registry)
+        return generate(registry)

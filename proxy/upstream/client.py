@@ -38,9 +38,11 @@ from proxy.core.errors import (
     UpstreamTimeout,
 )
 from proxy.core.models import Decoders, OrderStatusView
+from proxy.observe import tracing
 from proxy.observe.metrics import Metrics
 from proxy.upstream.bulkhead import Bulkhead
 from proxy.upstream.circuit import CircuitBreaker, CircuitState
+from proxy.upstream.egress import proxy_for, tls_for
 
 log = structlog.get_logger("proxy.upstream")
 
@@ -114,12 +116,15 @@ class Credentials:
 
 
 def build_session(settings: UpstreamSettings) -> aiohttp.ClientSession:
-    """The one long-lived session for all upstream calls, with explicit bounds."""
+    """The one long-lived session for all upstream calls, with explicit bounds, through
+    HTTPS_PROXY and verified against JUSPAY_CA_FILE where set (proxy.upstream.egress)."""
+    proxy = proxy_for(settings.base_url, settings.https_proxy, settings.no_proxy)
     connector = aiohttp.TCPConnector(
         limit=settings.max_connections,
         limit_per_host=settings.max_connections,
         ttl_dns_cache=60,
         keepalive_timeout=30,
+        ssl=tls_for(settings.ca_file),
     )
     timeout = aiohttp.ClientTimeout(
         total=settings.timeout_seconds,
@@ -135,6 +140,9 @@ def build_session(settings: UpstreamSettings) -> aiohttp.ClientSession:
         # No cookies: nothing Juspay sets may leak from one caller's request into another's.
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=True,
+        proxy=proxy.url if proxy is not None else None,
+        # Only the settings above: nothing read from the environment at request time.
+        trust_env=False,
     )
 
 
@@ -155,6 +163,9 @@ class JuspayClient:
         self._metrics = metrics
         self._decode_view = decoders.status_view.decode
         self._base = settings.base_url
+        # Credentials for HTTPS_PROXY, if it has them (aiohttp sends them on the CONNECT only).
+        proxy = proxy_for(settings.base_url, settings.https_proxy, settings.no_proxy)
+        self._proxy_headers = proxy.headers if proxy is not None else None
         self._orders_path = self._base.path.rstrip("/") + "/orders/"
         self._bulkhead = Bulkhead(
             max_concurrent=settings.max_concurrent,
@@ -212,17 +223,35 @@ class JuspayClient:
         }
         if call.routing_id is not None:
             headers["x-routing-id"] = call.routing_id
+        trace = tracing.CURRENT.get()
+        if trace is not None:
+            # The caller's trace id, our own span id: Juspay's side of the trace joins it.
+            headers.update(trace.outgoing())
         return headers
 
     async def fetch(self, call: UpstreamCall) -> UpstreamAnswer:
         """Read from Juspay: bulkhead, circuit breaker, retries, one overall deadline."""
         deadline = asyncio.get_running_loop().time() + self._settings.timeout_seconds
-        try:
-            async with asyncio.timeout_at(deadline), self._bulkhead.slot():
-                return await self._with_retries(call, deadline)
-        except TimeoutError as exc:
-            # The deadline passed while queued or between attempts.
-            raise UpstreamTimeout("Juspay did not answer within the deadline") from exc
+        with tracing.span(
+            "GET juspay /orders/{order_id}",
+            "client",
+            **{
+                "http.request.method": "GET",
+                "server.address": self._base.host or "",
+                "server.port": self._base.port or 443,
+                "order_proxy.merchant_id": call.merchant_id,
+                "order_proxy.order_id": call.order_id,
+            },
+        ) as span:
+            try:
+                async with asyncio.timeout_at(deadline), self._bulkhead.slot():
+                    answer = await self._with_retries(call, deadline)
+            except TimeoutError as exc:
+                # The deadline passed while queued or between attempts.
+                raise UpstreamTimeout("Juspay did not answer within the deadline") from exc
+            if span is not None:
+                span.set_attribute("http.response.status_code", answer.status)
+            return answer
 
     async def _with_retries(self, call: UpstreamCall, deadline: float) -> UpstreamAnswer:
         # The circuit sees what the caller sees: one read, retries included, is one success or
@@ -264,6 +293,12 @@ class JuspayClient:
                 if delay is None or loop.time() + delay >= deadline:
                     raise
                 self._metrics.upstream_retries.inc()
+                tracing.event(
+                    "retry",
+                    attempt=attempt,
+                    error_code=exc.error_code,
+                    delay_seconds=round(delay, 3),
+                )
                 await asyncio.sleep(delay)
 
     def _retry_delay(self, exc: UpstreamError, attempt: int) -> float | None:
@@ -301,7 +336,10 @@ class JuspayClient:
             return answer
         finally:
             metrics.upstream_in_flight.dec()
-            metrics.upstream_duration.observe(time.perf_counter() - started)
+            trace_id = tracing.sampled_trace_id()
+            metrics.upstream_duration.observe(
+                time.perf_counter() - started, {"trace_id": trace_id} if trace_id else None
+            )
             if outcome is not None:
                 metrics.upstream_requests.labels(outcome=outcome).inc()
 
@@ -314,7 +352,11 @@ class JuspayClient:
         )
         try:
             async with self._session.get(
-                url, headers=self._headers(call), allow_redirects=False, timeout=timeout
+                url,
+                headers=self._headers(call),
+                allow_redirects=False,
+                timeout=timeout,
+                proxy_headers=self._proxy_headers,
             ) as resp:
                 status = resp.status
                 if status in (401, 403):

@@ -14,6 +14,7 @@ from proxy.core.orders import Miss, OrderAnswer, OrderQuery
 from proxy.core.waits import is_settled
 from proxy.observe import accesslog
 from proxy.web.cachecontrol import wants_fresh
+from proxy.web.cachestatus import cache_status
 from proxy.web.errors import error_body
 from proxy.web.ratelimit import upstream_admit
 
@@ -132,6 +133,7 @@ def order_response(
         record.upstream_ms = accesslog.milliseconds(answer.upstream_elapsed)
     headers = {
         "X-Cache": answer.cache.header,
+        "Cache-Status": cache_status(answer),
         "ETag": entry.etag,
         # Callers may keep it but must revalidate: a payment status is never assumed fresh.
         "Cache-Control": "private, no-cache",

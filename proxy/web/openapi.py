@@ -41,6 +41,8 @@ _ORDER_ERRORS: dict[str, Any] = {
 _CACHE_HEADERS = {
     **_REQUEST_ID,
     "X-Cache": {"schema": {"type": "string", "enum": ["HIT", "MISS", "BYPASS", "STALE"]}},
+    # RFC 9211: "order-proxy; hit; ttl=N", or "order-proxy; fwd=miss|request|stale[; stored]".
+    "Cache-Status": {"schema": {"type": "string", "pattern": "^order-proxy; (hit|fwd=)"}},
     "ETag": {"schema": {"type": "string"}},
     "Age": {"schema": {"type": "integer", "minimum": 0}},
 }
@@ -69,6 +71,9 @@ _ORDER_HEADERS = [
         "description": "no-cache (HTTP/1.0) does the same, even beside Cache-Control",
         "schema": {"type": "string", "maxLength": 200},
     },
+    # W3C trace context: continued to Juspay (an invalid one is ignored, never refused).
+    {"name": "traceparent", "in": "header", "schema": {"type": "string", "maxLength": 512}},
+    {"name": "tracestate", "in": "header", "schema": {"type": "string", "maxLength": 512}},
 ]
 
 

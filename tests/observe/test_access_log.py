@@ -293,7 +293,8 @@ def test_workers_share_one_metrics_view(
         assert _metric(text, "order_proxy_memory_cache_entries") == 1
     finally:
         _stop(proc)
-    assert proc.returncode != 0  # a worker was killed: the parent says so
+    # The killed worker was replaced (tests/server/test_supervisor.py); the pod drained cleanly.
+    assert proc.returncode == 0
 
 
 def test_serve_falls_back_to_the_default_loop_without_uvloop(sim: ServiceProcess) -> None:

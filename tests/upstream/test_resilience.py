@@ -221,6 +221,7 @@ async def test_expired_final_entry_answers_stale_when_juspay_fails(
     resp = await proxy.get("/orders/STALE1")
     assert resp.status == 200
     assert resp.headers["X-Cache"] == "STALE"
+    assert resp.headers["Cache-Status"] == "order-proxy; fwd=stale"
     assert int(resp.headers["Age"]) >= 100
     assert await resp.read() == body
     assert simulator_state.calls["STALE1"] == 1  # it did try Juspay first
