@@ -63,6 +63,25 @@ MEANINGS: Final[Mapping[str, str]] = {
     "upstream.circuit.min_calls": "calls the window must hold before the ratio counts",
     "upstream.circuit.open_seconds": "how long an open circuit fails fast "
     "(503 `upstream_circuit_open`) before probing",
+    "upstream.https_proxy": "forward proxy for Juspay only (never Redis); its credentials "
+    "go on the CONNECT only and are masked everywhere",
+    "upstream.no_proxy": "hosts that bypass `HTTPS_PROXY` (curl's rules)",
+    "upstream.ca_file": "CA bundle Juspay's certificate is verified against (a private CA); "
+    "checked at start-up",
+    "server.worker_restart_seconds": "`--workers`: first backoff before a dead worker is "
+    "replaced (doubling, up to 30 s)",
+    "server.worker_crash_limit": "`--workers`: worker deaths within a minute that end the "
+    "parent (exit 1) so the orchestrator restarts the pod",
+    "tracing.exporter": "`otlp` turns tracing on (`none` or unset: off, unless an endpoint "
+    "is set)",
+    "tracing.endpoint": "OTLP/HTTP traces endpoint, as given",
+    "tracing.base_endpoint": "OTLP/HTTP base endpoint (`/v1/traces` is added)",
+    "tracing.protocol": "only `http/protobuf` is spoken",
+    "tracing.sampler": "head sampler: `parentbased_always_on`, `traceidratio`, ... (the "
+    "standard names)",
+    "tracing.sampler_arg": "the ratio for the ratio samplers",
+    "tracing.service_name": "the `service.name` resource attribute",
+    "tracing.sdk_disabled": "`true` turns tracing off whatever else is set",
     "redis.url": "shared cache and invalidation bus: `redis://[:pw@]host:port/db`, "
     "`rediss://…`, `unix://…`, `redis+cluster://h:p[,h:p…]`, "
     "`redis+sentinel://h:p[,…]/service[/db]`; unset: an in-process cache for one process",
