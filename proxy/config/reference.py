@@ -72,8 +72,7 @@ MEANINGS: Final[Mapping[str, str]] = {
     "replaced (doubling, up to 30 s)",
     "server.worker_crash_limit": "`--workers`: worker deaths within a minute that end the "
     "parent (exit 1) so the orchestrator restarts the pod",
-    "tracing.exporter": "`otlp` turns tracing on (`none` or unset: off unless an "
-    "endpoint is set)",
+    "tracing.exporter": "`otlp` turns tracing on (`none` or unset: off unless an endpoint is set)",
     "tracing.endpoint": "OTLP/HTTP traces endpoint, as given",
     "tracing.base_endpoint": "OTLP/HTTP base endpoint (`/v1/traces` is added)",
     "tracing.protocol": "only `http/protobuf` is spoken",
