@@ -43,8 +43,17 @@ RUN /opt/build/bin/python -m pip wheel --no-deps --no-build-isolation --wheel-di
 
 FROM python:3.11-slim-bookworm AS runtime
 
+# Set by `make image` (the package version, the git commit, the repository's URL), so an
+# image says which code it holds.
+ARG VERSION=unknown
+ARG REVISION=unknown
+ARG SOURCE=unknown
+
 LABEL org.opencontainers.image.title="order-proxy" \
-      org.opencontainers.image.description="Read-through caching proxy in front of Juspay's Order Status API"
+      org.opencontainers.image.description="Read-through caching proxy in front of Juspay's Order Status API" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}"
 
 # A named account for uid/gid 10001 so that tools showing users stay readable; the
 # Kubernetes manifests also set runAsUser/runAsGroup 10001 explicitly.

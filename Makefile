@@ -10,9 +10,15 @@ PYTEST_ARGS ?=
 LOCK_ARGS ?=
 # The resolver `make lock` uses (only there: installs read the lock with pip).
 UV_VERSION ?= 0.13.9
+# `make image`: the OCI labels come from the package version and git.
+DOCKER   ?= docker
+VERSION  := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+SOURCE   ?= $(or $(shell git remote get-url origin 2>/dev/null),unknown)
+IMAGE    ?= order-proxy:$(VERSION)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock lock-check tools demo serve test lint format typecheck check bench soak check-history k8s-check clean
+.PHONY: help venv lock lock-check tools demo serve test lint format typecheck check bench bench-accept soak check-history k8s-check image docs clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -61,11 +67,29 @@ soak: tools ## minutes of mixed traffic with faults (SOAK_SECONDS=180); reports 
 check-history: tools ## many seeded histories (SEEDS=200) against real processes, every answer checked
 	$(BIN)/python scripts/check_history.py --seeds $${SEEDS:-200}
 
-bench: tools ## benchmark the hot paths against ceilings measured in the same run
+bench: tools ## benchmark the hot paths against ceilings measured in the same run (results: bench/runs/)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-k8s-check: $(STAMP) ## render and validate every k8s overlay, lint the Dockerfile
+bench-accept: ## make the last `make bench` run the tracked reference, bench/results/latest.json
+	@test -f bench/runs/latest.json || { echo "make bench-accept: no run in bench/runs/: make bench first" >&2; exit 1; }
+	cp bench/runs/latest.json bench/results/latest.json
+	@echo "bench/results/latest.json updated: commit it with the docs/performance.md table it backs"
+
+k8s-check: $(STAMP) ## render and validate every k8s overlay and the Helm chart, lint the Dockerfile
 	bash scripts/k8s-check.sh
+
+image: $(STAMP) ## build the image with OCI labels (version, source, revision); without a Docker engine: lint only
+	@if command -v $(DOCKER) >/dev/null 2>&1 && $(DOCKER) info >/dev/null 2>&1; then \
+	  $(DOCKER) build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
+	    --build-arg SOURCE=$(SOURCE) -t $(IMAGE) . ; \
+	else \
+	  echo "make image: no Docker engine here ($(DOCKER) missing or not running): the image is NOT built;"; \
+	  echo "make image: linting the Dockerfile instead (hadolint)."; \
+	  $(BIN)/hadolint Dockerfile && echo "make image: hadolint found nothing"; \
+	fi
+
+docs: $(STAMP) ## regenerate the settings tables of docs/configuration.md from the schema
+	$(BIN)/python scripts/gen_config_docs.py
 
 clean: ## remove the venv and caches
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -11,7 +11,7 @@ server, the median req/s, p99 and CPU us per request, and the per-round ratios' 
 With `--baseline DIR` (another checkout, e.g. `git worktree add /tmp/base <commit>`), that
 code runs as a fourth server in the default configuration, and the default proxy is compared
 with it round by round: how a change moved the hit path, measured against the same drift.
-Writes bench/results/ab-<UTC stamp>.json.
+Writes bench/runs/ab-<UTC stamp>.json (ignored by git).
 """
 
 from __future__ import annotations
@@ -24,16 +24,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.env import HIT_ORDER, Config, start_proxy, start_python_server
 from bench.harness import Pinning, Processes, cpu_seconds, run_wrk
-from bench.run import (
-    HIT_ORDER,
-    RESULTS,
-    Config,
-    expect,
-    setup_env,
-    start_proxy,
-    start_python_server,
-)
+from bench.measure import expect
+from bench.run import RESULTS, setup_env
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.env import Env
 from bench.harness import (
     API_KEY,
     AUTHORIZATION,
@@ -114,8 +115,7 @@ def _summary(latencies: list[float]) -> dict[str, float]:
     return {"requests": len(latencies), "p50_ms": cuts[49], "p99_ms": cuts[98]}
 
 
-def scenario_forged_jwe(env: Any) -> dict[str, Any]:
-    """`env` is bench.run's Env (not imported: bench.run imports this module)."""
+def scenario_forged_jwe(env: Env) -> dict[str, Any]:
     private, public = _keys(env.tmp)
     port = free_port()
     extra = {
@@ -155,7 +155,7 @@ def scenario_forged_jwe(env: Any) -> dict[str, Any]:
     }
 
 
-def _flooded(env: Any, port: int, seconds: float, alg: str) -> tuple[dict[str, float], Any]:
+def _flooded(env: Env, port: int, seconds: float, alg: str) -> tuple[dict[str, float], Any]:
     """Hit latencies while a flooder process posts tokens with `alg`; and its answer counts."""
     argv = [sys.executable, "-m", "bench.forged_jwe", "flood", str(port), str(seconds + 1)]
     flooder = env.procs.start(f"jwe-flooder-{alg}", [*argv, KID, alg], core=CLIENT_CORE)

@@ -8,6 +8,7 @@ load generator on core 1 (`taskset -c`), when taskset exists and there are two c
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import selectors
@@ -42,9 +43,47 @@ class BenchError(RuntimeError):
 
 
 def free_port() -> int:
+    """A port that was free a moment ago: only for servers that cannot bind port 0 and say
+    which port they took (redis-server, nginx, `serve --workers N` sharing one port). Every
+    other server starts on port 0 and `listening_port` reads back the one it bound."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _listening_ports(pid: int) -> set[int]:
+    """TCP ports in LISTEN state among the sockets process `pid` holds open (Linux /proc)."""
+    inodes = set()
+    fd_dir = Path(f"/proc/{pid}/fd")
+    for fd in fd_dir.iterdir() if fd_dir.exists() else ():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table, encoding="ascii") as lines:
+            next(lines)  # the header
+            for line in lines:
+                fields = line.split()
+                if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def listening_port(proc: Proc, timeout: float = 20.0) -> int:
+    """The port a server started on port 0 bound, read back from the kernel once it listens.
+    (A probed free port can be taken by another process between the probe and the bind.)"""
+    deadline = time.monotonic() + timeout
+    while True:
+        ports = _listening_ports(proc.pid)
+        if len(ports) == 1:
+            return ports.pop()
+        if len(ports) > 1:
+            raise BenchError(f"{proc.name} listens on several ports {sorted(ports)}")
+        if not proc.alive() or time.monotonic() > deadline:
+            raise BenchError(f"{proc.name} is not listening after {timeout}s: {proc.log_tail()}")
+        time.sleep(0.02)
 
 
 def find_binary(name: str) -> str | None:
@@ -268,8 +307,10 @@ def run_wrk(
     connections: int = 32,
     script_args: tuple[str, ...] = (),
     core: int | None = CLIENT_CORE,
+    headers: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """One wrk run (-t1, pinned to the client core); its totals and latency in a dict.
+    `headers`: more request headers ("Name: value"), on every request.
 
     `script_args` go to bench/wrk_report.lua: () for a fixed path, ("cycle", N, PREFIX) or
     ("distinct", N, PREFIX) for /orders/PREFIX<n> (see the script).
@@ -284,6 +325,7 @@ def run_wrk(
         "5s",
         "-H",
         "Accept: application/json",
+        *(arg for header in headers for arg in ("-H", header)),
         "-s",
         str(WRK_REPORT),
         f"http://127.0.0.1:{port}{path}",

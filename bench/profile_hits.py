@@ -14,7 +14,7 @@ aiohttp app forwarding to the simulator).
 2. with --native (50 Hz, pauses it per sample): whole stacks through uvloop's C callbacks,
    for inclusive time. Paused samples over-weight syscalls; read it for the call tree's shape.
 
-The raw native stacks go to bench/results/profile-<layer>-<UTC stamp>.txt (collapsed format,
+The raw native stacks go to bench/runs/profile-<layer>-<UTC stamp>.txt (collapsed format,
 read by speedscope and flamegraph tools).
 """
 
@@ -32,6 +32,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from bench.env import (
+    HIT_ORDER,
+    PENDING_CYCLE,
+    PENDING_PREFIX,
+    Config,
+    start_proxy,
+    start_python_server,
+)
 from bench.harness import (
     BIN,
     CLIENT_CORE,
@@ -41,18 +49,8 @@ from bench.harness import (
     cpu_seconds,
     run_wrk,
 )
-from bench.run import (
-    HIT_ORDER,
-    PENDING_CYCLE,
-    PENDING_PREFIX,
-    RESULTS,
-    Config,
-    _interrupt,
-    expect,
-    setup_env,
-    start_proxy,
-    start_python_server,
-)
+from bench.measure import expect
+from bench.run import RESULTS, _interrupt, setup_env
 
 # Sampling without pausing: py-spy cuts Python 3.11 coroutine stacks where C code resumes
 # them, so only self time is trusted from this pass.

@@ -23,6 +23,7 @@ from proxy.appkeys import (
     OPENAPI,
     ORDER_SERVICE,
     SETTINGS,
+    TRACING,
     UPSTREAM,
     WAITS,
     WEBHOOK_AUTH,
@@ -42,6 +43,7 @@ from proxy.core.orders import OrderService, ServiceOptions
 from proxy.core.tasks import BackgroundTasks
 from proxy.core.waits import WaitRegistry
 from proxy.observe.metrics import Metrics
+from proxy.observe.tracing import Tracing
 from proxy.upstream.client import Credentials, JuspayClient, build_session, close_session
 from proxy.web import routes
 from proxy.web.auth import ClientKeyAuth, WebhookAuth
@@ -70,7 +72,11 @@ def create_app(
     (`upstream`) or wall clock; else the client and session are made here, at start-up, and
     closed at shutdown, and the clock is `time.time`."""
     rows: RouteRows = {}  # filled as the routes are registered, below
-    middlewares: list[Middleware] = [make_observe(rows, log_requests=_log_requests(settings))]
+    # Spans only with an exporter set; the SDK starts (and stops) with the app, below.
+    tracing = Tracing(settings.tracing) if settings.tracing.enabled else None
+    middlewares: list[Middleware] = [
+        make_observe(rows, log_requests=_log_requests(settings), tracing=tracing)
+    ]
     if settings.clients:
         middlewares.append(ClientKeyAuth(settings.clients, rows))
     if any_limits(settings.clients):
@@ -93,6 +99,10 @@ def create_app(
     app[WEBHOOK_LIMITS] = WebhookLimits(settings.server, metrics)
     views = OperatorViews(metrics.render, settings.server.operator_refresh_seconds)
     app[OPERATOR_VIEWS] = views
+    if tracing is not None:
+        app[TRACING] = tracing
+        # Before the resources: it closes after them, so their last spans are exported.
+        app.cleanup_ctx.append(_tracing)
     app.cleanup_ctx.append(_resources(redis, upstream, clock or time.time))
     app.on_shutdown.append(_start_draining)
     app.on_response_prepare.append(_strip_server_header)
@@ -124,6 +134,15 @@ def _internal_app(
 def _log_requests(settings: Settings) -> bool:
     """Whether request lines can be seen at all (False when info lines are filtered out)."""
     return settings.log.level in ("debug", "info")
+
+
+async def _tracing(app: web.Application) -> AsyncIterator[None]:
+    tracing = app[TRACING]
+    tracing.start()
+    try:
+        yield
+    finally:
+        await tracing.close()
 
 
 async def _strip_server_header(request: web.Request, response: web.StreamResponse) -> None:
@@ -166,6 +185,8 @@ def _resources(
                 timeout=timeout,
                 # A generation must outlive any read that noted it (saves extend it further).
                 generation_ttl=max(300, int(settings.upstream.timeout_seconds * 10)),
+                ack_replicas=settings.redis.ack_replicas,
+                ack_timeout=settings.redis.ack_timeout_seconds,
                 on_batch=metrics.redis_batch,
                 on_rejected=lambda reason: metrics.rejected_entries.labels(reason=reason).inc(),
             )
@@ -177,6 +198,7 @@ def _resources(
                 remote=store,
                 bus=bus,
                 front_ttl=settings.cache.memory_layer_ttl_seconds,
+                grace=settings.cache.outage_grace_seconds,
             )
             bus.start()
             if settings.cache.distributed_coalescing:

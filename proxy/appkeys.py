@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -15,6 +16,7 @@ from proxy.core.models import Decoders
 from proxy.core.orders import OrderService
 from proxy.core.waits import WaitRegistry
 from proxy.observe.metrics import Metrics
+from proxy.observe.tracing import Tracing
 from proxy.upstream.client import JuspayClient
 
 if TYPE_CHECKING:
@@ -28,6 +30,8 @@ class Lifecycle:
 
     ready: bool = False
     draining: bool = False
+    # Under `serve --workers N`: the supervisor's census of the pod's workers (for /readyz).
+    census_file: Path | None = None
 
 
 class RequestRecord(msgspec.Struct):
@@ -44,6 +48,7 @@ class RequestRecord(msgspec.Struct):
     upstream_ms: float | None = None
     coalesced: bool = False
     error_code: str | None = None
+    trace_id: str | None = None  # the W3C trace this request belongs to, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,5 +76,7 @@ BUS = web.AppKey("bus", EventBus)
 UPSTREAM = web.AppKey("upstream", JuspayClient)
 # On the app serving /readyz, once started.
 CACHE_HEALTH = web.AppKey("cache_health", CacheHealth)
+# With tracing on (an OTEL_* exporter set): the SDK's provider and exporter.
+TRACING = web.AppKey("tracing", Tracing)
 # With PROXY_INTERNAL_PORT: the app of the internal routes, which the proxy app then lacks.
 INTERNAL_APP = web.AppKey("internal_app", web.Application)

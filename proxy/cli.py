@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from aiohttp import web
 
@@ -17,7 +18,8 @@ from proxy.config import Settings, SettingsError, load_settings
 _EPILOG = """\
 Configuration comes from environment variables (JUSPAY_MERCHANT_ID, JUSPAY_API_KEY or
 JUSPAY_API_KEY_FILE, JUSPAY_BASE_URL, REDIS_URL, PROXY_HOST, PROXY_PORT, ...) and an optional
-TOML file named by PROXY_CONFIG_FILE. The README lists every setting with its default.
+TOML file named by PROXY_CONFIG_FILE. docs/configuration.md lists every setting with its
+default.
 """
 
 
@@ -34,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd = commands.add_parser(
         "serve",
         help="run the proxy (settings from the environment)",
-        description="Run the proxy. Settings come from the environment; see the README. "
+        description="Run the proxy. Settings come from the environment; see docs/configuration.md. "
         "SIGTERM drains in-flight requests (PROXY_DRAIN_SECONDS) and exits 0.",
     )
     serve_cmd.add_argument(
@@ -42,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         metavar="N",
-        help="processes sharing the port with SO_REUSEPORT (default 1; see the README)",
+        help="processes sharing the port with SO_REUSEPORT (default 1; more need REDIS_URL)",
     )
     demo = commands.add_parser(
         "demo",
@@ -57,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         help="run only the Juspay-compatible upstream simulator",
         description="Run the Juspay-compatible simulator: orders seeded from Juspay's samples "
         "for every merchant, plus orders still in progress that settle --settle-after "
-        "seconds after their first read, and a control API under /__sim/ (see the README).",
+        "seconds after their first read, and a control API under /__sim/ (see docs/simulator.md).",
     )
     sim.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     sim.add_argument("--port", type=int, default=8099, help="listen port (default 8099)")
@@ -82,6 +84,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="each seeded in-progress order settles this long after its first read (default 30)",
     )
+    sim.add_argument(
+        "--jwt-keys",
+        metavar="DIR",
+        default=None,
+        help="play JWT webhooks: for each merchant, make its key pair and write "
+        "DIR/<merchant>/merchant-private.pem, juspay-public.pem and kid for the proxy; "
+        "its webhooks are then sent as JWT webhooks (docs/simulator.md)",
+    )
     key_cmd = commands.add_parser(
         "client-key",
         help="make a new client key and the [[clients]] entry holding its hash",
@@ -97,11 +107,19 @@ def _parser() -> argparse.ArgumentParser:
         help="a merchant it may read (repeat; default: all, '*')",
     )
     key_cmd.add_argument("--operator", action="store_true", help="may purge cache entries")
-    commands.add_parser(
+    check = commands.add_parser(
         "check-config",
         help="print the effective settings (secrets masked) and exit",
         description="Parse the settings exactly as `serve` would and print them, secrets masked. "
-        "Exits 2 with one line naming the bad setting when the configuration is invalid.",
+        "Exits 2 with one line naming the bad setting when the configuration is invalid. "
+        "With --probe, reach Redis and Juspay instead and print what was found, with a "
+        "verdict for Redis and for each merchant (exit 1 when one is not ok).",
+    )
+    check.add_argument(
+        "--probe",
+        action="store_true",
+        help="reach Redis (PING, version, role, replicas, persistence, topology) and Juspay "
+        "(TLS, each merchant's key accepted or refused, latency)",
     )
     return parser
 
@@ -126,14 +144,27 @@ def _install_uvloop() -> str:
 def serve(workers: int = 1) -> int:
     from proxy.observe.logs import configure_logging  # noqa: PLC0415 - keep `--help` fast
     from proxy.server import run_workers, serve  # noqa: PLC0415
+    from proxy.startup import StartupError  # noqa: PLC0415
+    from proxy.supervisor import CENSUS_ENV  # noqa: PLC0415
 
     settings = _settings_or_exit()
     if workers < 1 or workers > 64:
         print("order-proxy: --workers must be between 1 and 64", file=sys.stderr)
         return 2
+    if workers > 1 and settings.redis.url is None:
+        # Each worker has its own in-process cache and hears webhooks and purges only through
+        # Redis: without it, an invalidation reaches one worker and the others keep serving
+        # the old order until its TTL. Refused before any worker starts.
+        print(
+            f"order-proxy: --workers {workers} needs REDIS_URL, which is unset: workers "
+            "without a shared Redis cannot hear each other's webhooks and purges and would "
+            "serve stale orders; set REDIS_URL or use --workers 1",
+            file=sys.stderr,
+        )
+        return 2
     configure_logging(settings.log.level, settings.log.format)
     if workers > 1:
-        return run_workers(workers)
+        return run_workers(workers, settings)
     loop_name = _install_uvloop()
     import structlog  # noqa: PLC0415
 
@@ -146,7 +177,14 @@ def serve(workers: int = 1) -> int:
         merchants=[m.merchant_id for m in settings.merchants],
     )
     reuse_port = os.environ.get("ORDER_PROXY_WORKER") == "1"
-    asyncio.run(serve(settings, reuse_port=reuse_port))
+    census = os.environ.get(CENSUS_ENV)
+    try:
+        asyncio.run(
+            serve(settings, reuse_port=reuse_port, census_file=Path(census) if census else None)
+        )
+    except StartupError as exc:
+        print(f"order-proxy: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -184,6 +222,10 @@ def simulate(args: argparse.Namespace) -> int:
     state = SimulatorState(merchants)
     seeded = state.seed_samples()
     moving = state.seed_in_progress(args.settle_after)
+    jwt_files = {}
+    if args.jwt_keys is not None:
+        folder = Path(args.jwt_keys).resolve()
+        jwt_files = {m: state.jwt.write_files(m, folder / m) for m in merchants}
     line = json.dumps(
         {
             "event": "simulator_listening",
@@ -194,6 +236,8 @@ def simulate(args: argparse.Namespace) -> int:
             "orders": seeded,
             "in_progress_orders": moving,
             "settle_after_seconds": args.settle_after,
+            # Where each merchant's JWT key files are (paths and kid, never a key).
+            "jwt_keys": jwt_files,
         }
     )
     web.run_app(
@@ -222,10 +266,19 @@ def client_key(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_config() -> int:
+def check_config(probe: bool = False) -> int:
     settings = _settings_or_exit()
-    print(json.dumps(settings.describe(), indent=2))
-    return 0
+    if not probe:
+        print(json.dumps(settings.describe(), indent=2))
+        return 0
+    from proxy.observe.logs import configure_logging  # noqa: PLC0415
+    from proxy.preflight import probe as run_probe  # noqa: PLC0415 - only with --probe
+
+    # Lines logged on the way (a refused key...) go to stderr: stdout is the report.
+    configure_logging(settings.log.level, settings.log.format, stream=sys.stderr)
+    report = asyncio.run(run_probe(settings))
+    print(json.dumps(report, indent=2))
+    return 0 if report["verdict"] == "ok" else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -254,4 +307,4 @@ def _main(argv: Sequence[str] | None) -> int:
         return simulate(args)
     if args.command == "client-key":
         return client_key(args)
-    return check_config()
+    return check_config(probe=args.probe)

@@ -4,7 +4,8 @@ On SIGTERM (or SIGINT) the process stops being ready at once (/readyz answers 50
 listening for `shutdown_delay_seconds` so load balancers notice, then stops accepting, lets
 in-flight requests finish within `drain_seconds`, closes its resources and exits 0.
 
-With `--workers N`, the parent runs N such processes on one port (SO_REUSEPORT) and gives them
+With `--workers N`, the parent runs N such processes on one port (SO_REUSEPORT), replacing any
+that dies (proxy.supervisor), and gives them
 one prometheus-client multiprocess directory (`PROMETHEUS_MULTIPROC_DIR`, or a new temporary
 one), emptied at start; when a worker exits its live gauges are dropped
 (`mark_process_dead`), and /metrics on any worker answers for the whole pod.
@@ -17,8 +18,6 @@ import contextlib
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -30,13 +29,22 @@ from proxy.appkeys import INTERNAL_APP, LIFECYCLE, METRICS
 from proxy.config.settings import Settings
 from proxy.observe import accesslog
 from proxy.observe.metrics import MULTIPROC_DIR_ENV, multiprocess_dir
+from proxy.preflight import log_redis_at_start
+from proxy.startup import StartupError, listen_failed
+from proxy.supervisor import RestartPolicy, mark_listening, run_supervised
 from proxy.web.bounds import BoundedRunner
 
 log = structlog.get_logger("proxy.server")
 
 
-async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
+async def serve(
+    settings: Settings, *, reuse_port: bool = False, census_file: Path | None = None
+) -> None:
+    # A first word from Redis before traffic: an unreachable one is logged now, not at the
+    # first request.
+    await log_redis_at_start(settings.redis)
     app = create_app(settings)
+    app[LIFECYCLE].census_file = census_file
     runner = BoundedRunner(
         app,
         settings.server,
@@ -53,12 +61,18 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
         reuse_port=reuse_port or None,
         backlog=1024,
     )
-    await site.start()
-    internal = await _start_internal(app, settings, reuse_port)
+    try:
+        await _listen(site, "PROXY_HOST", "PROXY_PORT")
+        internal = await _start_internal(app, settings, reuse_port)
+    except StartupError:
+        await runner.cleanup()
+        raise
     fields: dict[str, object] = {"host": settings.server.host, "port": bound_port(site)}
     if internal is not None:
         fields["internal_host"] = settings.server.internal_host or settings.server.host
         fields["internal_port"] = bound_port(internal[1])
+    if census_file is not None:
+        mark_listening(census_file, os.getpid())  # the supervisor's census counts it now
     log.info("listening", **fields, pid=os.getpid())
 
     stop = asyncio.Event()
@@ -93,6 +107,14 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
             sink.flush()
 
 
+async def _listen(site: web.TCPSite, host_setting: str, port_setting: str) -> None:
+    try:
+        await site.start()
+    except (OSError, UnicodeError) as exc:
+        # UnicodeError: a host name the IDNA codec refuses (a label over 63 characters).
+        raise listen_failed(exc, host_setting, str(site._host), port_setting, site._port) from None
+
+
 def bound_port(site: web.TCPSite) -> int:
     """The port a site listens on: the real one when the setting was 0 (any free port)."""
     sockets = getattr(site._server, "sockets", None) or []
@@ -116,7 +138,12 @@ async def _start_internal(
         settings.server.internal_port,
         reuse_port=reuse_port or None,
     )
-    await site.start()
+    try:
+        host_setting = "PROXY_INTERNAL_HOST" if settings.server.internal_host else "PROXY_HOST"
+        await _listen(site, host_setting, "PROXY_INTERNAL_PORT")
+    except StartupError:
+        await runner.cleanup()
+        raise
     return runner, site
 
 
@@ -141,45 +168,28 @@ def prepare_multiprocess_dir() -> str:
     return str(directory)
 
 
-def run_workers(workers: int) -> int:
-    """Start `workers` copies of `serve` sharing the port with SO_REUSEPORT; forward signals."""
+def run_workers(workers: int, settings: Settings) -> int:
+    """Run `workers` copies of `serve` sharing the port with SO_REUSEPORT, supervised
+    (proxy.supervisor): dead workers are replaced, signals are passed on."""
     from prometheus_client import multiprocess  # noqa: PLC0415 - only the parent needs it
 
     owned = multiprocess_dir() is None
     metrics_dir = prepare_multiprocess_dir()
     env = {**os.environ, "ORDER_PROXY_WORKER": "1", MULTIPROC_DIR_ENV: metrics_dir}
-    children = {
-        child.pid: child
-        for child in (
-            subprocess.Popen([sys.executable, "-m", "proxy", "serve"], env=env)
-            for _ in range(workers)
-        )
-    }
-    log.info("workers_started", workers=workers, pids=sorted(children), metrics_dir=metrics_dir)
+    log.info("workers_starting", workers=workers, metrics_dir=metrics_dir)
 
-    def forward(signum: int, _frame: object) -> None:
-        for child in children.values():
-            if child.poll() is None:
-                child.send_signal(signum)
+    def exited(pid: int) -> None:
+        # Its live gauges leave the sums; its counters stay (they are the pod's history).
+        multiprocess.mark_process_dead(pid, metrics_dir)  # type: ignore[no-untyped-call]
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    codes: list[int] = []
+    policy = RestartPolicy(
+        first_delay=settings.server.worker_restart_seconds,
+        crash_limit=settings.server.worker_crash_limit,
+    )
+    census = Path(metrics_dir) / f"workers-{os.getpid()}.json"
     try:
-        while len(codes) < len(children):
-            pid, status = os.wait()
-            child = children.get(pid)
-            if child is None:
-                continue
-            code = os.waitstatus_to_exitcode(status)
-            child.returncode = code
-            codes.append(code)
-            # Its live gauges leave the sums; its counters stay (they are the pod's history).
-            multiprocess.mark_process_dead(pid, metrics_dir)  # type: ignore[no-untyped-call]
-            if code != 0:
-                log.warning("worker_exited", pid=pid, code=code)
+        return run_supervised(workers, env, census, policy, exited)
     finally:
         if owned:
             with contextlib.suppress(OSError):
                 shutil.rmtree(metrics_dir)
-    return max(codes, key=abs, default=0)

@@ -52,6 +52,7 @@ def build(rules: dict[str, Any]) -> dict[str, Any]:
             "labels": {
                 "app.kubernetes.io/name": "order-proxy",
                 "app.kubernetes.io/component": "monitoring",
+                "app.kubernetes.io/part-of": "order-proxy",
                 # kube-prometheus-stack's default ruleSelector matches its release name.
                 "release": "prometheus",
             },

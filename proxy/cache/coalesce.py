@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import msgspec
 import structlog
 
 from proxy.cache.bus import ANSWER_FAILED, ANSWER_READY, EventBus
@@ -30,8 +31,10 @@ from proxy.observe.metrics import Metrics
 log = structlog.get_logger("proxy.coalesce")
 
 T = TypeVar("T")
-# A read given the order's generation (None: Redis could not tell, so nothing may be saved).
-Fetch = Callable[[str | None], Awaitable[T]]
+# A read given the order's generation, the primary's epoch and the last webhook's lower bound
+# (None: Redis could not tell, so nothing may be saved in Redis).
+Noted = tuple[str, str, bytes | None]
+Fetch = Callable[[Noted | None], Awaitable[T]]
 
 
 class ReplicaCoalescer:
@@ -68,13 +71,14 @@ class ReplicaCoalescer:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait
-        generation: str | None = None
+        noted: Noted | None = None
         for attempt in range(self._rounds):
             token = uuid.uuid4().hex
             try:
-                role, generation = await self._store.lock(
+                role, generation, epoch, floor = await self._store.lock(
                     key, token, self._lock_ms, rejoining=attempt > 0
                 )
+                noted = (generation, epoch, floor)
             except CacheUnavailable:
                 self._metrics.redis_errors.labels(operation="lock").inc()
                 # The lock may have been taken although the reply was lost: release it (by
@@ -84,7 +88,7 @@ class ReplicaCoalescer:
                 finally:
                     await self._release(key, token)
             if role is Role.LEAD:
-                return await self._lead(key, token, generation, fetch, entry_of)
+                return await self._lead(key, token, noted, fetch, entry_of)
             remaining = deadline - loop.time()
             if not may_follow or remaining <= 0:
                 break
@@ -99,25 +103,30 @@ class ReplicaCoalescer:
             # The leader failed or went silent: try to lead, after a short random pause so
             # that followers do not all reach the lock at the same instant.
             await asyncio.sleep(random.uniform(0, 0.02))  # noqa: S311 - jitter
-        return await fetch(generation)
+        return await fetch(noted)
 
     async def _lead(
         self,
         key: str,
         token: str,
-        generation: str,
+        noted: Noted,
         fetch: Fetch[T],
         entry_of: Callable[[T], CachedEntry],
     ) -> T:
+        generation = noted[0]
         try:
-            result = await fetch(generation)
+            result = await fetch(noted)
         except BaseException:
             await self._release(key, token)
             raise
+        entry = entry_of(result)
+        if entry.epoch != noted[1]:
+            # Followers serve it only as an answer of the primary it was fenced on.
+            entry = msgspec.structs.replace(entry, epoch=noted[1])
         try:
             await self._store.share(
                 key,
-                entry_of(result),
+                entry,
                 token=token,
                 generation=generation,
                 ttl_ms=self._answer_ms,

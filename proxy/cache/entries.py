@@ -32,6 +32,12 @@ class CachedEntry(msgspec.Struct, array_like=True, frozen=True, gc=False):
     # The order's Redis generation it was stored under ("" in memory): an entry is served
     # only while its order is still in that generation.
     generation: str = ""
+    # The epoch of the Redis primary its read was fenced on ("" in memory; see epoch.py): an
+    # entry is served only by that primary in that term, never after a restart or promotion.
+    epoch: str = ""
+    # What a caller acts on, independent of the version and options asked for (see
+    # state_of): a fresh read whose state differs from a stored variant's invalidates them all.
+    state: str = ""
 
 
 def etag_for(body: bytes) -> str:
@@ -48,6 +54,7 @@ def new_entry(
     status_class: str,
     now: float,
     ttl: int,
+    state: str = "",
 ) -> CachedEntry:
     """The entry for one upstream answer under `key`, fresh for `ttl` seconds from `now`."""
     return CachedEntry(
@@ -60,6 +67,7 @@ def new_entry(
         fresh_until=now + ttl,
         order_status=order_status,
         status_class=status_class,
+        state=state,
     )
 
 
@@ -69,6 +77,8 @@ class Rejected(enum.StrEnum):
     UNDECODABLE = "undecodable"
     FOREIGN_KEY = "foreign_key"
     CHECKSUM = "checksum"
+    # Stored before the Redis that holds it restarted or was promoted (see epoch.py).
+    EPOCH = "epoch"
 
 
 class EntryCodec:

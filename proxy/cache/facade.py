@@ -4,8 +4,14 @@ and fail-open handling.
 Without Redis the memory store is the whole cache. With Redis, fresh entries are also kept
 in a small in-process front layer, so a hit usually costs no round trip. A front entry never
 outlives its freshness (nor `front_ttl`); invalidations on any replica drop it through the
-event bus; and whenever the bus is not known to be healthy the front layer is emptied and
-bypassed, because an invalidation it could miss must not leave it serving.
+event bus. Whenever the bus changes state it is emptied (messages may have been missed), and
+while the bus is not known to be healthy nothing from Redis is copied into it.
+
+While Redis cannot be reached, answers read from Juspay are kept in memory for `grace`
+seconds from when their read started (the bound the contract allows a replica to lag an
+invalidation it cannot hear): an outage costs Juspay one read per hot order per grace window,
+not one per request. When Redis' epoch changes (a restart or failover, see epoch.py), the
+memory layer is emptied too.
 
 A read notes a `Fence` before it calls Juspay (the order's generation in Redis and in this
 process); its save is refused if an invalidation came in between. Fenced-out saves are
@@ -19,6 +25,7 @@ invalidation, though, is only acknowledged once Redis confirmed it (CacheUnavail
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,7 +35,7 @@ import structlog
 from proxy.cache import memory
 from proxy.cache.bus import INVALIDATED, EventBus
 from proxy.cache.entries import CachedEntry
-from proxy.cache.keys import base_of
+from proxy.cache.keys import base_of, is_attempt
 from proxy.cache.memory import MemoryStore
 from proxy.cache.redis import CacheUnavailable, RedisStore, Saved
 from proxy.observe.metrics import Metrics
@@ -36,14 +43,21 @@ from proxy.observe.metrics import Metrics
 log = structlog.get_logger("proxy.cache")
 
 _LOG_EVERY_SECONDS = 5.0
+# How long a webhook's lower bound holds: re-reads that still lag it after this are cached
+# as usual (Juspay's read side should have caught up long before).
+FLOOR_SECONDS = 120
+# Lower bounds this process keeps for itself (orders with a webhook in the last FLOOR_SECONDS).
+_MAX_LOCAL_FLOORS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
     entry: CachedEntry | None
-    # Redis: the order's generation at the lookup (None: it has none yet).
+    # Redis: the order's generation at the lookup (None: it has none yet), and the epoch of
+    # the primary that answered.
     generation: str | None = None
     failed: bool = False
+    epoch: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +65,15 @@ class Fence:
     """What a read noted before it called Juspay; its save is refused if either moved on."""
 
     local: memory.Fence
-    # The order's Redis generation; None when Redis could not tell (then nothing is saved).
+    # The order's Redis generation; None when Redis could not tell (then nothing is saved
+    # in Redis, and in memory only for the outage grace).
     remote: str | None = None
+    # The epoch of the primary that gave `remote` (stored with the entry).
+    epoch: str = ""
+    # When the read started, on the memory store's clock (bounds the outage grace).
+    born: float = 0.0
+    # The last webhook's lower bound for the order, if one is still set (core/lowerbound.py).
+    floor: bytes | None = None
 
 
 class OrderCache:
@@ -64,6 +85,7 @@ class OrderCache:
         remote: RedisStore | None = None,
         bus: EventBus | None = None,
         front_ttl: float = 60.0,
+        grace: float = 2.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._memory = memory_store
@@ -73,6 +95,11 @@ class OrderCache:
         self._clock = clock
         # With Redis, the memory store is a front layer (off when front_ttl is 0).
         self._front_ttl = front_ttl if remote is not None else 0.0
+        # While the bus is down: the age (since its read started) past which a memory entry
+        # is not served, and how long an answer read during a Redis outage is kept.
+        self._grace = grace
+        # Webhook lower bounds set by this process (Redis keeps the shared ones).
+        self._floors: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
         self._healthy = True
         self._logged_at = -_LOG_EVERY_SECONDS
         self._outage_logged = False
@@ -88,25 +115,29 @@ class OrderCache:
         if bus is not None:
             bus.listen(INVALIDATED, self.forget)
             bus.on_state(self._bus_state_changed)
+        if remote is not None:
+            remote.epochs.on_change(self._epoch_changed)
 
     @property
     def layer(self) -> str:
         return "redis" if self.remote is not None else "memory"
 
-    def _usable_memory(self) -> MemoryStore | None:
-        if self.remote is None:
-            return self._memory
-        if self._front_ttl <= 0 or self._bus is None or not self._bus.healthy:
-            return None
-        return self._memory
+    def _bus_healthy(self) -> bool:
+        return self._bus is not None and self._bus.healthy
 
     # --- reads ------------------------------------------------------------------------------
     def peek(self, key: str) -> CachedEntry | None:
         """The in-process answer, without awaiting anything (the hot path)."""
-        memory_store = self._usable_memory()
-        if memory_store is None:
-            return None
-        entry = memory_store.get(key)
+        if self.remote is None:
+            entry = self._memory.get(key)
+        elif self._bus_healthy():
+            if self._front_ttl <= 0:
+                return None
+            entry = self._memory.get(key)
+        else:
+            # Only answers kept through an outage (see _keep_through_outage), and only while
+            # young: an invalidation elsewhere cannot be heard now.
+            entry = self._memory.get(key, max_age=self._grace)
         (self._memory_miss if entry is None else self._memory_hit).inc()
         return entry
 
@@ -116,13 +147,18 @@ class OrderCache:
     def local_current(self, key: str, fence: memory.Fence) -> bool:
         return self._memory.current(base_of(key), fence)
 
+    def now(self) -> float:
+        """The memory store's clock (what a Fence's `born` is measured in)."""
+        return self._memory.now()
+
     async def lookup(self, key: str) -> Lookup:
         """The answer from Redis (after peek() missed); fills the front layer when fresh."""
         if self.remote is None:
             return Lookup(None)
         local = self.local_fence(key)
+        born = self._memory.now()
         try:
-            entry, generation = await self.remote.lookup(key)
+            entry, generation, epoch = await self.remote.lookup(key)
         except CacheUnavailable as exc:
             self._redis_error.inc()
             self._failed("get", exc)
@@ -130,32 +166,44 @@ class OrderCache:
         self._succeeded()
         if entry is None:
             self._redis_miss.inc()
-            return Lookup(None, generation)
+            return Lookup(None, generation, epoch=epoch)
         self._redis_hit.inc()
-        self._fill_front(key, entry, local)
-        return Lookup(entry, generation)
+        self._fill_front(key, entry, local, born)
+        return Lookup(entry, generation, epoch=epoch)
 
-    def _fill_front(self, key: str, entry: CachedEntry, fence: memory.Fence) -> None:
-        memory_store = self._usable_memory()
-        if memory_store is None or memory_store is not self._memory or self.remote is None:
+    def _fill_front(self, key: str, entry: CachedEntry, fence: memory.Fence, born: float) -> None:
+        """Keep a copy of a Redis answer in memory, fenced: an invalidation heard since the
+        read began means this copy may be old."""
+        if self.remote is None or not self._bus_healthy():
             return
         ttl = min(self._front_ttl, entry.fresh_until - self._clock())
-        # Fenced: an invalidation heard since the read began means this copy may be old.
-        if memory_store.set(key, entry, ttl, fence):
+        if ttl > 0 and self._memory.set(key, entry, ttl, fence, born=born):
             self._update_memory_gauges()
 
     # --- writes -----------------------------------------------------------------------------
     async def note(self, key: str, local: memory.Fence) -> Fence:
         """The fence a read takes before calling Juspay (when no lock script noted it)."""
+        born = self._memory.now()
         if self.remote is None:
-            return Fence(local)
+            return Fence(local, born=born, floor=self.local_floor(base_of(key)))
         try:
-            generation = await self.remote.note(base_of(key))
+            generation, epoch, floor = await self.remote.note(base_of(key))
         except CacheUnavailable as exc:
             self._failed("note", exc)
-            return Fence(local)
+            return Fence(local, born=born, floor=self.local_floor(base_of(key)))
         self._succeeded()
-        return Fence(local, generation)
+        return Fence(local, generation, epoch, born, floor)
+
+    def local_floor(self, key_base: str) -> bytes | None:
+        """The last webhook's lower bound this process set for the order, while it lasts
+        (the floor Redis keeps is the one every replica sees)."""
+        item = self._floors.get(key_base)
+        if item is None:
+            return None
+        if self._memory.now() >= item[1]:
+            del self._floors[key_base]
+            return None
+        return item[0]
 
     async def save(
         self,
@@ -169,12 +217,16 @@ class OrderCache:
     ) -> Saved | None:
         """Store an upstream answer (ttl 0: nothing to store) unless the order was invalidated
         since `fence`. A `fresh` read (no-cache, verification) also invalidates the order if
-        what is cached for `key` differs. None when Redis could not be reached."""
+        a stored variant disagrees with it. None when Redis could not be reached (the answer
+        is then kept in memory for the outage grace only)."""
         if self.remote is None:
             outcome = self._save_in_memory(key, entry, ttl, fence, fresh=fresh)
         else:
             if fence.remote is None:
-                return None  # unfenced: storing could undo an invalidation we cannot see
+                # Unfenced: storing in Redis could undo an invalidation we cannot see.
+                self._keep_through_outage(key, entry, ttl, fence)
+                return None
+            entry = msgspec.structs.replace(entry, generation=fence.remote, epoch=fence.epoch)
             try:
                 if fresh:
                     message = self._invalidation_message(base_of(key))
@@ -182,24 +234,32 @@ class OrderCache:
                         key, entry, ttl, fence.remote, message
                     )
                 elif ttl > 0:
-                    entry = msgspec.structs.replace(entry, generation=fence.remote)
                     outcome = await self.remote.save(key, entry, ttl, fence.remote)
                 else:
                     outcome = Saved.UNCHANGED
             except CacheUnavailable as exc:
                 self._failed("set", exc)
+                self._keep_through_outage(key, entry, ttl, fence)
                 return None
             self._succeeded()
             if outcome is Saved.CHANGED:
                 self.forget(base_of(key))
             elif outcome is Saved.STORED:
-                self._fill_front(key, entry, fence.local)
+                self._fill_front(key, entry, fence.local, fence.born)
         if outcome is Saved.FENCED:
             self._fenced.inc()
         elif ttl > 0 and outcome in (Saved.STORED, Saved.CHANGED):
             self._metrics.cache_stores.labels(layer=self.layer, status_class=status_class).inc()
         self._update_memory_gauges()
         return outcome
+
+    def _keep_through_outage(self, key: str, entry: CachedEntry, ttl: int, fence: Fence) -> None:
+        """Redis could not fence this answer: keep it in memory only for the grace, counted
+        from when its read started, so an outage does not send every request to Juspay."""
+        if ttl <= 0 or self._grace <= 0:
+            return
+        if self._memory.set(key, entry, min(ttl, self._grace), fence.local, born=fence.born):
+            self._update_memory_gauges()
 
     def _save_in_memory(
         self, key: str, entry: CachedEntry, ttl: int, fence: Fence, *, fresh: bool
@@ -210,8 +270,7 @@ class OrderCache:
             return Saved.FENCED
         if not fresh:
             return Saved.STORED if store.set(key, entry, ttl) else Saved.UNCHANGED
-        known = store.etag_of(key)
-        changed = known is not None and known != entry.etag
+        changed = any(_disagrees(key, known, entry) for known in store.variants(base))
         if changed or ttl > 0:
             # Move the generation on: older reads still in flight cannot overwrite this.
             store.invalidate(base)
@@ -219,16 +278,24 @@ class OrderCache:
             return Saved.CHANGED if changed else Saved.STORED
         return Saved.CHANGED if changed else Saved.UNCHANGED
 
-    async def invalidate(self, key_base: str) -> int:
+    async def invalidate(self, key_base: str, floor: bytes | None = None) -> int:
         """Drop every variant of one order and fence out every read in flight for it, on
-        every replica; the count of entries dropped. Raises CacheUnavailable when Redis
-        could not confirm it: the caller must not acknowledge it then."""
+        every replica; the count of entries dropped. A webhook's `floor` (its lower bound)
+        is kept for the reads that follow, for FLOOR_SECONDS. Raises CacheUnavailable when
+        Redis could not confirm it: the caller must not acknowledge it then."""
         dropped = self._memory.invalidate(key_base)
         self._update_memory_gauges()
+        if floor is not None:
+            self._floors[key_base] = (floor, self._memory.now() + FLOOR_SECONDS)
+            self._floors.move_to_end(key_base)
+            while len(self._floors) > _MAX_LOCAL_FLOORS:
+                self._floors.popitem(last=False)
         if self.remote is None:
             return dropped
         try:
-            dropped = await self.remote.invalidate(key_base, self._invalidation_message(key_base))
+            dropped = await self.remote.invalidate(
+                key_base, self._invalidation_message(key_base), floor or b"", FLOOR_SECONDS
+            )
         except CacheUnavailable as exc:
             self._failed("invalidate", exc)
             raise
@@ -248,6 +315,17 @@ class OrderCache:
         # Messages may have been missed while the link was down (or is now): forget all.
         self._memory.clear()
         self._update_memory_gauges()
+
+    def _epoch_changed(self, node: str) -> None:
+        # Redis restarted or failed over: its entries are refused (another epoch), and the
+        # copies in memory may be of entries an invalidation it lost had dropped.
+        self._memory.clear()
+        self._update_memory_gauges()
+
+    @property
+    def redis_healthy(self) -> bool:
+        """Whether Redis answered the last time anything asked it (no round trip)."""
+        return self._healthy
 
     async def check(self) -> bool:
         if self.remote is None:
@@ -293,3 +371,13 @@ class OrderCache:
     def _update_memory_gauges(self) -> None:
         self._metrics.memory_entries.set(len(self._memory))
         self._metrics.memory_bytes.set(self._memory.bytes)
+
+
+def _disagrees(key: str, known: CachedEntry, fresh: CachedEntry) -> bool:
+    """Whether a fresh read shows that a stored variant is out of date: the same variant with
+    other bytes, or another variant (version, options) with another state."""
+    if known.key == key:
+        return known.etag != fresh.etag
+    if is_attempt(key) or is_attempt(known.key):
+        return False  # one payment attempt's answer says nothing of the order's (or another's)
+    return known.state != fresh.state

@@ -1,9 +1,10 @@
 """Every Redis key and channel name the proxy uses, stated once.
 
-    {prefix}:v2:{merchant:order}                      the order's base (a Redis Cluster hash tag:
+    {prefix}:v3:{merchant:order}                      the order's base (a Redis Cluster hash tag:
                                                       everything about one order sits in one slot)
     <base>:gen                                        the order's generation (fences saves)
-    <base>:variants                                   hash: entry key -> etag of each stored variant
+    <base>:variants                                   hash: entry key -> state|etag of each variant
+    <base>:floor                                      the last webhook's lower bound (expires)
     <base>:<version>:<gw>[:t:<txn_uuid>]              one cached answer (an entry key)
     <entry>:lock | :answer | :followers | :poll       cross-replica coalescing and wait polling
     {prefix}:events                                   the pub/sub channel between replicas
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 # Bump when the entry encoding or the key layout changes: old keys are then simply not found.
-FORMAT = "v2"
+FORMAT = "v3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +59,17 @@ def base_of(key: str) -> str:
     return key[: key.index("}") + 1]
 
 
+def is_attempt(key: str) -> bool:
+    """Whether an entry key is one payment attempt's (`txn_uuid`) answer."""
+    return ":t:" in key
+
+
 def gen_key(base: str) -> str:
     return base + ":gen"
+
+
+def floor_key(base: str) -> str:
+    return base + ":floor"
 
 
 def variants_key(base: str) -> str:

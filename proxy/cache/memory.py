@@ -38,8 +38,8 @@ class MemoryStore:
         self._max_entries = max_entries
         self._max_bytes = max_bytes
         self._clock = clock
-        # key -> (entry, expires at, bytes, base)
-        self._data: OrderedDict[str, tuple[CachedEntry, float, int, str]] = OrderedDict()
+        # key -> (entry, expires at, bytes, base, born: when the read behind it started)
+        self._data: OrderedDict[str, tuple[CachedEntry, float, int, str, float]] = OrderedDict()
         # base -> keys of its variants: invalidating one order is O(its variants), not a scan.
         self._by_base: dict[str, set[str]] = {}
         # base -> generation, for orders invalidated lately; bounded like the entries.
@@ -50,6 +50,10 @@ class MemoryStore:
 
     def __len__(self) -> int:
         return len(self._data)
+
+    def now(self) -> float:
+        """This store's clock (what `born` is measured in)."""
+        return self._clock()
 
     # --- generations ------------------------------------------------------------------------
     def fence(self, base: str) -> Fence:
@@ -84,22 +88,41 @@ class MemoryStore:
         self.bytes = 0
 
     # --- entries ----------------------------------------------------------------------------
-    def get(self, key: str) -> CachedEntry | None:
+    def get(self, key: str, max_age: float | None = None) -> CachedEntry | None:
+        """The live entry for `key`; with `max_age`, only if the read behind it started at
+        most that many seconds ago."""
         item = self._data.get(key)
         if item is None:
             return None
-        if self._clock() >= item[1]:
+        now = self._clock()
+        if now >= item[1]:
             self._drop(key)
+            return None
+        if max_age is not None and now - item[4] > max_age:
             return None
         self._data.move_to_end(key)
         return item[0]
+
+    def variants(self, base: str) -> list[CachedEntry]:
+        """The live entries of every variant of one order."""
+        found = (self.get(key) for key in list(self._by_base.get(base, ())))
+        return [entry for entry in found if entry is not None]
 
     def etag_of(self, key: str) -> str | None:
         entry = self.get(key)
         return entry.etag if entry is not None else None
 
-    def set(self, key: str, entry: CachedEntry, ttl: float, fence: Fence | None = None) -> bool:
-        """Store unless the order was invalidated since `fence` was noted; True if stored."""
+    def set(
+        self,
+        key: str,
+        entry: CachedEntry,
+        ttl: float,
+        fence: Fence | None = None,
+        born: float | None = None,
+    ) -> bool:
+        """Store unless the order was invalidated since `fence` was noted; True if stored.
+        `born` (this store's clock; default now): when the read behind the entry started; the
+        entry expires `ttl` seconds after it."""
         base = base_of(key)
         if fence is not None and not self.current(base, fence):
             return False
@@ -108,8 +131,12 @@ class MemoryStore:
         size = len(entry.body) + len(key) + _ENTRY_OVERHEAD
         if size > self._max_bytes:
             return False
+        now = self._clock()
+        born = now if born is None else min(born, now)
+        if born + ttl <= now:
+            return False
         self._drop(key)
-        self._data[key] = (entry, self._clock() + ttl, size, base)
+        self._data[key] = (entry, born + ttl, size, base, born)
         self._by_base.setdefault(base, set()).add(key)
         self.bytes += size
         while len(self._data) > self._max_entries or self.bytes > self._max_bytes:

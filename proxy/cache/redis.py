@@ -34,6 +34,7 @@ from redis.crc import key_slot
 
 from proxy.cache import keys
 from proxy.cache.entries import CachedEntry, EntryCodec, Rejected
+from proxy.cache.epoch import EPOCH_LUA, EpochTracker, install
 from proxy.cache.pipeline import AutoPipeline, RedisCommandError
 
 # How long a cluster slot whose node failed is skipped before one request probes it again.
@@ -69,37 +70,48 @@ def new_generation() -> str:
     return uuid.uuid4().hex
 
 
-# Note the order's generation, creating it if there is none. KEYS: gen; ARGV: fresh, ttl s.
-_NOTE_SCRIPT = """
+# Note the order's generation, creating it if there is none, and this primary's epoch (read
+# in the same atomic step: see epoch.py), and the last webhook's lower bound if one is set.
+# KEYS: gen, floor; ARGV: fresh, ttl s. Returns {gen, epoch, floor or nil}.
+_NOTE_SCRIPT = (
+    EPOCH_LUA
+    + """
 local g = redis.call('GET', KEYS[1])
-if g then return g end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return ARGV[1]
+if not g then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  g = ARGV[1]
+end
+return {g, epoch(), redis.call('GET', KEYS[2])}
 """
+)
 # Take the miss lock for a key and note the generation. A lock held by a read of an older
 # generation is taken over: its answer predates an invalidation and must not be shared now.
 # A follower whose leader failed (ARGV[5] = '1') takes an answer another leader of this
 # generation shared meanwhile rather than lead a call of its own.
-# KEYS: lock, answer, gen; ARGV: token, lock ttl ms, fresh gen, gen ttl s, rejoining.
-# Returns {LEAD | FOLLOW | SHARED, generation}.
-_LOCK_SCRIPT = """
+# KEYS: lock, answer, gen, floor; ARGV: token, lock ttl ms, fresh gen, gen ttl s, rejoining.
+# Returns {LEAD | FOLLOW | SHARED, generation, epoch, the webhook floor or nil}.
+_LOCK_SCRIPT = (
+    EPOCH_LUA
+    + """
 local g = redis.call('GET', KEYS[3])
 if not g then
   redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4])
   g = ARGV[3]
 end
+local floor = redis.call('GET', KEYS[4])
 local held = redis.call('GET', KEYS[1])
-if held and string.sub(held, 34) == g then return {0, g} end
+if held and string.sub(held, 34) == g then return {0, g, epoch(), floor} end
 if ARGV[5] == '1' and not held then
   local shared = redis.call('GET', KEYS[2])
-  if shared and string.sub(shared, 1, #g + 1) == g .. '|' then return {2, g} end
+  if shared and string.sub(shared, 1, #g + 1) == g .. '|' then return {2, g, epoch(), floor} end
 end
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. g, 'PX', ARGV[2])
 redis.call('DEL', KEYS[2])
-return {1, g}
+return {1, g, epoch(), floor}
 """
+)
 # Store an entry if the order's generation is still the one its read noted.
-# KEYS: entry, variants, gen; ARGV: value, ttl s, noted gen, etag. 1 stored, 0 fenced.
+# KEYS: entry, variants, gen; ARGV: value, ttl s, noted gen, state|etag. 1 stored, 0 fenced.
 _SAVE_SCRIPT = """
 if redis.call('GET', KEYS[3]) ~= ARGV[3] then return 0 end
 local ttl = tonumber(ARGV[2])
@@ -110,19 +122,32 @@ if redis.call('TTL', KEYS[3]) < ttl then redis.call('EXPIRE', KEYS[3], ttl) end
 return 1
 """
 # The save of a read that must reflect Juspay now (no-cache, verification). Fenced like a
-# save; if the variant cached for this key differs, the order is invalidated first; storing
-# also moves the generation on, so older reads still in flight cannot overwrite this answer.
-# KEYS: entry, variants, gen; ARGV: value ('' = nothing to store), ttl s, noted gen, etag,
-# fresh gen, gen ttl s, channel, message. 0 fenced, 1 stored, 2 changed, 3 unchanged.
+# save; if any stored variant of the order disagrees with this read (the same variant with
+# other bytes, or another variant of the whole order with another state: status, refunds...;
+# a payment attempt's answer (`:t:` keys) is compared with itself only), every variant is
+# dropped and every replica told first; storing also moves the generation on, so older reads
+# still in flight cannot overwrite this answer. Variants are indexed as "<state>|<etag>".
+# KEYS: entry, variants, gen; ARGV: value ('' = nothing to store), ttl s, noted gen,
+# state|etag, fresh gen, gen ttl s, channel, message, state.
+# 0 fenced, 1 stored, 2 changed, 3 unchanged.
 _REPLACE_SCRIPT = """
 if redis.call('GET', KEYS[3]) ~= ARGV[3] then return 0 end
 local result = 3
-local known = redis.call('HGET', KEYS[2], KEYS[1])
-if known and known ~= ARGV[4] then
-  for _, k in ipairs(redis.call('HKEYS', KEYS[2])) do redis.call('DEL', k) end
+local known = redis.call('HGETALL', KEYS[2])
+local attempt = string.find(KEYS[1], ':t:', 1, true)
+for i = 1, #known, 2 do
+  local k, v = known[i], known[i + 1]
+  if k == KEYS[1] then
+    if v ~= ARGV[4] then result = 2 end
+  elseif not attempt and not string.find(k, ':t:', 1, true) then
+    if string.match(v, '^[^|]*') ~= ARGV[9] then result = 2 end
+  end
+  if result == 2 then break end
+end
+if result == 2 then
+  for i = 1, #known, 2 do redis.call('DEL', known[i]) end
   redis.call('DEL', KEYS[2])
   redis.call('PUBLISH', ARGV[7], ARGV[8])
-  result = 2
 end
 if ARGV[1] == '' then
   if result == 2 then redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6]) end
@@ -136,10 +161,13 @@ if redis.call('TTL', KEYS[2]) < ttl then redis.call('EXPIRE', KEYS[2], ttl) end
 if result == 3 then result = 1 end
 return result
 """
-# Invalidate one order: a new generation, every variant dropped, every replica told.
-# KEYS: gen, variants; ARGV: fresh gen, gen ttl s, channel, message. The count dropped.
+# Invalidate one order: a new generation, every variant dropped, every replica told; a
+# webhook also leaves its lower bound for the reads that follow (see core/lowerbound.py).
+# KEYS: gen, variants, floor; ARGV: fresh gen, gen ttl s, channel, message, floor ('' none),
+# floor ttl s. The count dropped.
 _INVALIDATE_SCRIPT = """
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+if ARGV[5] ~= '' then redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6]) end
 local n = 0
 for _, k in ipairs(redis.call('HKEYS', KEYS[2])) do n = n + redis.call('DEL', k) end
 redis.call('DEL', KEYS[2])
@@ -188,6 +216,8 @@ class RedisStore:
         channel: str,
         timeout: float,
         generation_ttl: int,
+        ack_replicas: int = -1,
+        ack_timeout: float = 0.5,
         on_batch: Callable[[int], None] | None = None,
         on_rejected: Callable[[Rejected], None] | None = None,
     ) -> None:
@@ -195,14 +225,22 @@ class RedisStore:
         self._pipe = AutoPipeline(client, timeout=timeout, on_batch=on_batch)
         self._codec = EntryCodec()
         self._channel = channel
+        self._timeout = timeout
         # How long a generation outlives its last use (saves extend it to the entry's TTL).
         self._gen_ttl = generation_ttl
+        # Replicas an invalidation must reach before it is acknowledged (-1: one if the
+        # primary has any, see _replicas_to_wait), and how long to wait for them.
+        self._ack_replicas = ack_replicas
+        self._ack_timeout_ms = max(1, int(ack_timeout * 1000))
         self._on_rejected = on_rejected
         # Cluster only: slots whose node just failed are skipped for a moment. Every command
         # sent to a dead master makes redis-py refresh the topology and drop connections,
         # which under load disrupts lookups on the healthy masters too.
         self._cluster = isinstance(client, RedisCluster)
         self._slot_down_until: dict[int, float] = {}
+        # Every connection reports its server's epoch before it carries a command.
+        self.epochs = EpochTracker(per_node=self._cluster)
+        install(client, self.epochs)
 
     async def _call(self, *args: Any, key: str) -> Any:
         slot = key_slot(key.encode()) if self._cluster else 0
@@ -224,10 +262,38 @@ class RedisStore:
         # Redis caches the compiled script by its hash anyway.
         return await self._call("EVAL", script, len(keys_), *keys_, *args, key=keys_[0])
 
-    def _checked(self, raw: object, key: str) -> CachedEntry | None:
+    def _node(self, key: str) -> str:
+        """The tracker's name for the server holding `key`."""
+        if not self._cluster:
+            return ""
+        assert isinstance(self._client, RedisCluster)
+        node = self._client.get_node_from_key(key)
+        return node.name if node is not None else "?"
+
+    async def _epoch(self, key: str) -> str | None:
+        """The epoch of the server holding `key`, as learnt on connecting to it. Only a client
+        whose connections were opened before this store existed may need to ask."""
+        node = self._node(key)
+        epoch = self.epochs.current(node)
+        if epoch is None:
+            server = await self._call("INFO", "server", key=key)
+            replication = await self._call("INFO", "replication", key=key)
+            if self.epochs.current(node) is None:
+                try:
+                    self.epochs.record(node, _bytes(server), _bytes(replication))
+                except ValueError as exc:
+                    raise CacheUnavailable(str(exc)) from None
+            epoch = self.epochs.current(node)
+        return epoch
+
+    def _checked(self, raw: object, key: str, epoch: str | None) -> CachedEntry | None:
         if not isinstance(raw, bytes):  # decode_responses is off, so None or bytes
             return None
         entry = self._codec.decode(raw, key)
+        if not isinstance(entry, Rejected) and entry.epoch != epoch:
+            # Fenced on a primary that has since restarted or been replaced: whatever
+            # invalidated it since may be lost with that primary's last writes.
+            entry = Rejected.EPOCH
         if isinstance(entry, Rejected):
             if self._on_rejected is not None:
                 self._on_rejected(entry)
@@ -235,29 +301,37 @@ class RedisStore:
         return entry
 
     # --- reads ----------------------------------------------------------------------------
-    async def lookup(self, key: str) -> tuple[CachedEntry | None, str | None]:
-        """The entry stored for `key` (if it is valid under the order's current generation)
-        and that generation (None if the order has none yet)."""
+    async def lookup(self, key: str) -> tuple[CachedEntry | None, str | None, str | None]:
+        """The entry stored for `key` (if it is valid under the order's current generation
+        and the primary's current epoch), that generation (None if the order has none yet)
+        and the epoch."""
         raw, gen = await self._call("MGET", key, keys.gen_key(keys.base_of(key)), key=key)
+        # Read after the reply: a connection opened since (to a restarted or promoted
+        # server) has reported the new epoch before carrying any command.
+        epoch = await self._epoch(key)
         generation = gen.decode() if isinstance(gen, bytes) else None
-        entry = self._checked(raw, key)
+        entry = self._checked(raw, key, epoch)
         if entry is not None and entry.generation != generation:
             entry = None  # stored before the last invalidation (its index may have been lost)
-        return entry, generation
+        return entry, generation, epoch
 
     async def get_shared(self, key: str) -> CachedEntry | None:
         """A leader's shared answer for `key` (followers on other replicas read it)."""
         raw = await self._call("GET", keys.answer_key(key), key=key)
         if not isinstance(raw, bytes):
             return None
-        return self._checked(raw.partition(b"|")[2], key)
+        return self._checked(raw.partition(b"|")[2], key, await self._epoch(key))
 
-    async def note(self, base: str) -> str:
-        """The order's generation now, created if absent: a read notes it before calling."""
-        gen = await self._script(
-            _NOTE_SCRIPT, [keys.gen_key(base)], new_generation(), self._gen_ttl
+    async def note(self, base: str) -> tuple[str, str, bytes | None]:
+        """The order's generation now (created if absent), the primary's epoch and the last
+        webhook's lower bound (if any): a read notes them before it calls Juspay."""
+        gen, epoch, floor = await self._script(
+            _NOTE_SCRIPT,
+            [keys.gen_key(base), keys.floor_key(base)],
+            new_generation(),
+            self._gen_ttl,
         )
-        return _text(gen)
+        return _text(gen), _text(epoch), _optional(floor)
 
     # --- writes ---------------------------------------------------------------------------
     async def save(self, key: str, entry: CachedEntry, ttl: int, generation: str) -> Saved:
@@ -268,7 +342,7 @@ class RedisStore:
             self._codec.encode(entry),
             ttl,
             generation,
-            entry.etag,
+            _indexed(entry),
         )
         return Saved.STORED if stored == 1 else Saved.FENCED
 
@@ -276,7 +350,7 @@ class RedisStore:
         self, key: str, entry: CachedEntry, ttl: int, generation: str, message: bytes
     ) -> tuple[Saved, CachedEntry]:
         """Save a fresh read's answer (ttl 0: nothing to store), invalidating the order first
-        if what is cached for `key` differs. Returns the outcome and the entry as stored."""
+        if any stored variant disagrees with it. Returns the outcome and the entry as stored."""
         base = keys.base_of(key)
         fresh = new_generation()
         stored = msgspec.structs.replace(entry, generation=fresh)
@@ -286,47 +360,90 @@ class RedisStore:
             self._codec.encode(stored) if ttl > 0 else b"",
             max(ttl, 1),
             generation,
-            entry.etag,
+            _indexed(entry),
             fresh,
             self._gen_ttl,
             self._channel,
             message,
+            entry.state,
         )
         outcome = {0: Saved.FENCED, 1: Saved.STORED, 2: Saved.CHANGED}.get(
             int(result), Saved.UNCHANGED
         )
         return outcome, stored
 
-    async def invalidate(self, base: str, message: bytes) -> int:
+    async def invalidate(
+        self, base: str, message: bytes, floor: bytes = b"", floor_ttl: int = 120
+    ) -> int:
         """Move the order to a new generation, drop every variant, tell every replica; the
-        count of entries dropped. Once this returns, no earlier read can store."""
-        dropped = await self._script(
-            _INVALIDATE_SCRIPT,
-            [keys.gen_key(base), keys.variants_key(base)],
-            new_generation(),
-            self._gen_ttl,
-            self._channel,
-            message,
-        )
+        count of entries dropped. Once this returns, no earlier read can store, and the
+        change has reached the replicas the acknowledgement waits for (CacheUnavailable when
+        it has not: it may then be lost in a failover, so it must not be acknowledged)."""
+        keys_ = [keys.gen_key(base), keys.variants_key(base), keys.floor_key(base)]
+        args = (new_generation(), self._gen_ttl, self._channel, message, floor, floor_ttl)
+        replicas = self._replicas_to_wait(base)
+        if replicas == 0:
+            return int(await self._script(_INVALIDATE_SCRIPT, keys_, *args))
+        command = ("EVAL", _INVALIDATE_SCRIPT, len(keys_), *keys_, *args)
+        wait = ("WAIT", replicas, self._ack_timeout_ms)
+        try:
+            async with asyncio.timeout(self._timeout + self._ack_timeout_ms / 1000):
+                dropped, acked = await self._on_one_connection(keys_[0], command, wait)
+        except CacheUnavailable:
+            raise
+        except Exception as exc:  # any client failure: not confirmed
+            raise CacheUnavailable(type(exc).__name__) from exc
+        if isinstance(dropped, Exception) or isinstance(acked, Exception):
+            raise CacheUnavailable("invalidation failed")
+        if int(acked) < replicas:
+            raise CacheUnavailable(f"{int(acked)} of {replicas} replicas confirmed in time")
         return int(dropped)
+
+    def _replicas_to_wait(self, base: str) -> int:
+        if self._ack_replicas >= 0:
+            return self._ack_replicas
+        return min(1, self.epochs.replicas(self._node(keys.gen_key(base))))
+
+    async def _on_one_connection(self, key: str, *commands: tuple[Any, ...]) -> list[Any]:
+        """Send `commands` in order on one connection (WAIT counts that connection's writes)."""
+        client = self._client
+        if not isinstance(client, RedisCluster):
+            pipe = client.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+            return results
+        node = client.get_node_from_key(key)
+        if node is None:
+            raise CacheUnavailable("no node for the key")
+        connection = node.acquire_connection()
+        try:
+            await connection.send_packed_command(connection.pack_commands(commands))
+            return [await connection.read_response() for _ in commands]
+        except BaseException:
+            await connection.disconnect()
+            raise
+        finally:
+            node.release(connection)
 
     # --- coalescing and leases ------------------------------------------------------------
     async def lock(
         self, key: str, token: str, ttl_ms: int, *, rejoining: bool = False
-    ) -> tuple[Role, str]:
+    ) -> tuple[Role, str, str, bytes | None]:
         """Lead the upstream read for `key`, follow the one under way, or (`rejoining`, after
-        a leader failed) take the answer another leader shared; and the generation."""
+        a leader failed) take the answer another leader shared; the generation, the epoch and
+        the last webhook's lower bound."""
         base = keys.base_of(key)
-        role, gen = await self._script(
+        role, gen, epoch, floor = await self._script(
             _LOCK_SCRIPT,
-            [keys.lock_key(key), keys.answer_key(key), keys.gen_key(base)],
+            [keys.lock_key(key), keys.answer_key(key), keys.gen_key(base), keys.floor_key(base)],
             token,
             ttl_ms,
             new_generation(),
             self._gen_ttl,
             "1" if rejoining else "0",
         )
-        return Role(int(role)), _text(gen)
+        return Role(int(role)), _text(gen), _text(epoch), _optional(floor)
 
     async def flag_follower(self, key: str, ttl_ms: int) -> None:
         await self._call("SET", keys.followers_key(key), b"1", "PX", ttl_ms, key=key)
@@ -366,6 +483,23 @@ class RedisStore:
 
     async def close(self) -> None:
         await self._pipe.close()
+
+
+def _indexed(entry: CachedEntry) -> str:
+    """What the variant index holds for an entry: its state and its etag."""
+    return f"{entry.state}|{entry.etag}"
+
+
+def _optional(value: object) -> bytes | None:
+    return value if isinstance(value, bytes) else None
+
+
+def _bytes(value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    raise CacheUnavailable(f"unexpected reply {type(value).__name__}")
 
 
 def _text(value: object) -> str:

@@ -4,6 +4,7 @@ and checked against the schema, then the checks that span settings."""
 from __future__ import annotations
 
 import ipaddress
+import ssl
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -29,12 +30,14 @@ from proxy.config.settings import (
     RedisSettings,
     ServerSettings,
     Settings,
+    TracingSettings,
     UpstreamSettings,
     WaitSettings,
 )
 from proxy.config.tomlfile import FileConfig, read_file
 from proxy.core import policy, validators
 from proxy.upstream.circuit import CircuitSettings
+from proxy.upstream.egress import ca_context
 
 T = TypeVar("T")
 
@@ -47,7 +50,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     base_dir = config_path.parent if config_path else Path.cwd()
     values = file.values
 
-    upstream = _upstream(env, values)
+    upstream = _egress(_upstream(_proxy_aliases(env), values), _proxy_aliases(env), values)
     webhook = webhook_from_env(env)
     merchants, default_merchant = merchants_from(env, file, base_dir, webhook)
     redis = _redis(env, values)
@@ -65,6 +68,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         config_file=config_path,
         clients=clients,
         wait=_section(WaitSettings, env, values),
+        tracing=_tracing(env, values),
         **convert(Settings, gather(Settings, env, values)),
     )
     if not clients and not settings.allow_anonymous and not _is_loopback(server.host):
@@ -107,6 +111,52 @@ def _upstream(env: Mapping[str, str], values: Mapping[str, Any]) -> UpstreamSett
         upstream,
         base_url=_base_url(base_url, allow_insecure=upstream.allow_insecure_http),
     )
+
+
+def _proxy_aliases(env: Mapping[str, str]) -> Mapping[str, str]:
+    """The lower-case spellings curl and most tools also read, where the upper-case is unset."""
+    extra = {
+        upper: env[lower]
+        for upper, lower in (("HTTPS_PROXY", "https_proxy"), ("NO_PROXY", "no_proxy"))
+        if not env.get(upper) and env.get(lower)
+    }
+    return {**env, **extra} if extra else env
+
+
+def _egress(
+    upstream: UpstreamSettings, env: Mapping[str, str], values: Mapping[str, Any]
+) -> UpstreamSettings:
+    """HTTPS_PROXY (a URL, its password kept secret), NO_PROXY and JUSPAY_CA_FILE, checked."""
+    given = gather(UpstreamSettings, env, values)
+    changes: dict[str, Any] = {}
+    proxy = given.get("https_proxy")
+    if proxy is not None and str(proxy.raw).strip():
+        raw = str(proxy.raw).strip()
+        shown = shown_url(raw)
+        try:
+            url = URL(raw)
+        except (ValueError, TypeError):
+            raise SettingsError(proxy.name, f"not a URL: {shown!r}") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise SettingsError(
+                proxy.name, f"must be an http(s) URL such as http://proxy:3128, got {shown!r}"
+            )
+        changes["https_proxy"] = Secret(raw, f"env:{proxy.name}" if proxy.from_env else "file")
+    no_proxy = given.get("no_proxy")
+    if no_proxy is not None:
+        changes["no_proxy"] = str(no_proxy.raw).strip()
+    ca = given.get("ca_file")
+    if ca is not None and str(ca.raw).strip():
+        path = Path(str(ca.raw).strip())
+        try:
+            ca_context(path)
+        except (OSError, ssl.SSLError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise SettingsError(
+                ca.name, f"cannot load a CA bundle from {str(path)!r}: {reason}"
+            ) from None
+        changes["ca_file"] = path
+    return replace(upstream, **changes) if changes else upstream
 
 
 def _base_url(given: Given, *, allow_insecure: bool) -> URL:
@@ -156,6 +206,30 @@ def _redis(env: Mapping[str, str], values: Mapping[str, Any]) -> RedisSettings:
         return RedisSettings(url=url, **kwargs)
     except RedisUrlError as exc:
         raise SettingsError("REDIS_URL", str(exc)) from None
+
+
+def _tracing(env: Mapping[str, str], values: Mapping[str, Any]) -> TracingSettings:
+    tracing = _section(TracingSettings, env, values)
+    # The traces-specific protocol variable wins over the general one, as the spec says.
+    protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "").strip() or tracing.protocol
+    name = (
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+        if env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "").strip()
+        else "OTEL_EXPORTER_OTLP_PROTOCOL"
+    )
+    if tracing.enabled and protocol != "http/protobuf":
+        raise SettingsError(name, f"only http/protobuf is supported, got {protocol!r}")
+    exporter = tracing.exporter.strip().lower()
+    if exporter not in ("", "none", "otlp"):
+        raise SettingsError("OTEL_TRACES_EXPORTER", f"must be otlp or none, got {exporter!r}")
+    for field_name, variable in (
+        ("endpoint", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+        ("base_endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+    ):
+        value = getattr(tracing, field_name)
+        if value is not None and URL(value).scheme not in ("http", "https"):
+            raise SettingsError(variable, f"must be an http(s) URL, got {shown_url(value)!r}")
+    return replace(tracing, exporter=exporter, protocol=protocol)
 
 
 def _server(env: Mapping[str, str], values: Mapping[str, Any]) -> ServerSettings:

@@ -162,6 +162,17 @@ class UpstreamSettings:
         256
     )
     circuit: CircuitSettings = field(default_factory=CircuitSettings)
+    # Egress to Juspay only (never Redis): a forward proxy for an https upstream, the hosts
+    # that bypass it (curl's NO_PROXY rules), and the CA bundle Juspay's certificate (or a
+    # TLS-inspecting proxy's) is verified with instead of the system's.
+    https_proxy: Annotated[
+        Secret | None,
+        Meta(extra={**sources(env="HTTPS_PROXY", toml="upstream.https_proxy"), "url": True}),
+    ] = None
+    no_proxy: Annotated[str, Meta(extra=sources(env="NO_PROXY", toml="upstream.no_proxy"))] = ""
+    ca_file: Annotated[
+        Path | None, Meta(extra=sources(env="JUSPAY_CA_FILE", toml="upstream.ca_file"))
+    ] = None
 
 
 # CircuitSettings and CachePolicy live with the code that uses them, and so do their defaults;
@@ -201,6 +212,21 @@ class RedisSettings:
         int, Meta(ge=1, le=10_000, extra=sources(toml="redis.max_connections"))
     ] = 64
     key_prefix: Annotated[str, Meta(extra=sources(toml="redis.key_prefix"))] = "order-proxy"
+    # Replicas a webhook's or purge's invalidation must reach (Redis WAIT) before it is
+    # acknowledged; -1: one when the primary has any replica, else none. Not reached in
+    # ack_timeout_seconds: 503 with Retry-After, so Juspay retries.
+    ack_replicas: Annotated[
+        int,
+        Meta(ge=-1, le=16, extra=sources(env="REDIS_ACK_REPLICAS", toml="redis.ack_replicas")),
+    ] = -1
+    ack_timeout_seconds: Annotated[
+        float,
+        Meta(
+            ge=0.01,
+            le=10.0,
+            extra=sources(env="REDIS_ACK_TIMEOUT_SECONDS", toml="redis.ack_timeout_seconds"),
+        ),
+    ] = 0.5
     # REDIS_URL taken apart once, here (RedisUrlError when it is unusable); the client is
     # built from this.
     target: RedisTarget | None = field(init=False, repr=False, compare=False)
@@ -239,6 +265,11 @@ class CacheSettings:
     memory_layer_ttl_seconds: Annotated[
         float, Meta(ge=0.0, le=3600.0, extra=sources(toml="cache.memory_layer_ttl_seconds"))
     ] = 30.0
+    # While the invalidation bus (or Redis) is down: memory answers whose read started at most
+    # this long ago are still served, and Juspay's answers are kept this long (0: none).
+    outage_grace_seconds: Annotated[
+        float, Meta(ge=0.0, le=5.0, extra=sources(toml="cache.outage_grace_seconds"))
+    ] = 2.0
     # Share of cache hits re-read from Juspay in the background and compared, to measure how
     # true the cache is (order_proxy_cache_verifications_total); 0 turns it off.
     verify_sample_rate: Annotated[
@@ -333,6 +364,14 @@ class ServerSettings:
     operator_refresh_seconds: Annotated[
         float, Meta(ge=0.0, le=60.0, extra=sources(toml="server.operator_refresh_seconds"))
     ] = 1.0
+    # `serve --workers N`: a worker that dies is replaced after this delay, doubled for each
+    # death in a row (capped at 30 s); this many deaths within a minute end the parent (exit 1).
+    worker_restart_seconds: Annotated[
+        float, Meta(ge=0.0, le=30.0, extra=sources(toml="server.worker_restart_seconds"))
+    ] = 0.5
+    worker_crash_limit: Annotated[
+        int, Meta(ge=1, le=1000, extra=sources(toml="server.worker_crash_limit"))
+    ] = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,6 +413,57 @@ class LogSettings:
     format: Annotated[LogFormat, Meta(extra=sources(env="LOG_FORMAT"))] = "json"
 
 
+TraceSampler = Literal[
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TracingSettings:
+    """OpenTelemetry tracing, from the standard OTEL_* variables. Off unless an exporter is set
+    (OTEL_TRACES_EXPORTER=otlp, or an OTLP endpoint); only OTLP over HTTP/protobuf is spoken.
+    Headers, timeouts and batching (OTEL_EXPORTER_OTLP_HEADERS, OTEL_BSP_*) are read by the
+    SDK itself, so a collector token in the headers never passes through these settings."""
+
+    exporter: Annotated[str, Meta(extra=sources(env="OTEL_TRACES_EXPORTER"))] = ""
+    # Where spans go: the traces endpoint as given, else the base endpoint + /v1/traces.
+    endpoint: Annotated[
+        str | None, Meta(extra=sources(env="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+    ] = None
+    base_endpoint: Annotated[str | None, Meta(extra=sources(env="OTEL_EXPORTER_OTLP_ENDPOINT"))] = (
+        None
+    )
+    protocol: Annotated[str, Meta(extra=sources(env="OTEL_EXPORTER_OTLP_PROTOCOL"))] = (
+        "http/protobuf"
+    )
+    sampler: Annotated[TraceSampler, Meta(extra=sources(env="OTEL_TRACES_SAMPLER"))] = (
+        "parentbased_always_on"
+    )
+    sampler_arg: Annotated[
+        float, Meta(ge=0.0, le=1.0, extra=sources(env="OTEL_TRACES_SAMPLER_ARG"))
+    ] = 1.0
+    service_name: Annotated[str, Meta(extra=sources(env="OTEL_SERVICE_NAME"))] = "order-proxy"
+    sdk_disabled: Annotated[bool, Meta(extra=sources(env="OTEL_SDK_DISABLED"))] = False
+
+    @property
+    def enabled(self) -> bool:
+        if self.sdk_disabled or self.exporter == "none":
+            return False
+        return self.exporter == "otlp" or bool(self.endpoint or self.base_endpoint)
+
+    @property
+    def traces_url(self) -> str:
+        if self.endpoint:
+            return self.endpoint
+        base = (self.base_endpoint or "http://localhost:4318").rstrip("/")
+        return base + "/v1/traces"
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     merchants: tuple[MerchantSettings, ...]
@@ -396,6 +486,7 @@ class Settings:
         float, Meta(ge=0.0, le=3600.0, extra=sources(toml="secret_refresh_seconds"))
     ] = 1.0
     wait: WaitSettings = field(default_factory=WaitSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
 
     def merchant(self, merchant_id: str) -> MerchantSettings | None:
         for merchant in self.merchants:

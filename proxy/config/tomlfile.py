@@ -1,7 +1,7 @@
 """The TOML file (PROXY_CONFIG_FILE): its keys generated from the schema, decoded and checked.
 
 Our own file, so unknown keys are mistakes: they are refused with the key's path, and type
-errors are said in the README's words.
+errors are said in the words of docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def read_file(path: Path) -> FileConfig:
 
 
 _TOML_KINDS = (
-    # msgspec's type names, most specific first, in the words of this README.
+    # msgspec's type names, most specific first, in the words of docs/configuration.md.
     ("float", "a number"),
     ("int", "a whole number"),
     ("bool", "true or false"),
@@ -174,7 +174,7 @@ def _toml_problem(raw: bytes, message: str) -> tuple[str, str]:
     unknown = re.fullmatch(r"Object contains unknown field `(.+)`", text)
     if unknown:
         name = ".".join(p for p in (where.lstrip("."), unknown.group(1)) if p)
-        return name, "unknown setting (see the README for the keys the file may hold)"
+        return name, "unknown setting (see docs/configuration.md for the keys the file may hold)"
     missing = re.fullmatch(r"Object missing required field `(.+)`", text)
     if missing:
         return dotted, f"missing the required key {missing.group(1)!r}"

@@ -216,12 +216,19 @@ class Order(msgspec.Struct, kw_only=True):
 
 class RefundStatusView(msgspec.Struct, kw_only=True):
     status: Text = None
+    # Which refund it is (compared with a webhook's copy, see lowerbound.py); any JSON value.
+    id: Any = None
+    unique_request_id: Any = None
 
 
-# The mandate and chargeback leaves take any JSON value: a 200 whose status view fails to
+# The mandate, offer and chargeback leaves take any JSON value: a 200 whose status view fails to
 # decode is refused as a bad body, and these blocks are not the documented core of an order.
 class MandateStatusView(msgspec.Struct, kw_only=True):
     mandate_status: Any = None
+
+
+class OfferStatusView(msgspec.Struct, kw_only=True):
+    status: Any = None
 
 
 class ChargebackStatusView(msgspec.Struct, kw_only=True):
@@ -239,13 +246,25 @@ class OrderStatusView(msgspec.Struct, kw_only=True):
     refunds: list[RefundStatusView] | None = None
     mandate: MandateStatusView | None = None
     chargebacks: list[ChargebackStatusView | None] | None = None
+    offers: list[OfferStatusView | None] | None = None
+    # Update stamps where present (compared with a webhook's, see lowerbound.py).
+    date_updated: Any = None
+    last_updated: Any = None
 
 
 class WebhookOrder(msgspec.Struct, kw_only=True):
-    """Only what names the order in a webhook; the rest of its copy is never used."""
+    """What names the order in a webhook, and what its copy says of the order's state (a
+    lower bound for the reads that follow, see lowerbound.py; never served). The state fields
+    take any JSON value: an odd copy must not cost the webhook."""
 
     order_id: Text = None
     merchant_id: Text = None
+    status: Any = None
+    refunds: Any = None
+    chargebacks: Any = None
+    mandate: Any = None
+    date_updated: Any = None
+    last_updated: Any = None
 
 
 class WebhookContent(msgspec.Struct, kw_only=True):

@@ -18,102 +18,51 @@ invalidation they could have known about):
 from __future__ import annotations
 
 import asyncio
-import enum
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import msgspec
 import structlog
 
 from proxy.cache.coalesce import ReplicaCoalescer
 from proxy.cache.entries import CachedEntry, new_entry
 from proxy.cache.facade import Fence, OrderCache
-from proxy.cache.keys import KeySchema
+from proxy.cache.keys import KeySchema, base_of
 from proxy.cache.memory import Fence as LocalFence
 from proxy.cache.redis import CacheUnavailable, Saved
-from proxy.core import policy
+from proxy.core import lowerbound, policy
 from proxy.core.errors import (
     CacheUnavailableError,
     Overloaded,
-    ProxyError,
     UpstreamBadBody,
     UpstreamError,
 )
+from proxy.core.followups import LAGGING, FollowUps
 from proxy.core.models import OrderStatusView
+from proxy.core.reads import CacheResult, Miss, OrderAnswer, OrderQuery, fresh
+from proxy.core.state import fingerprint
 from proxy.core.tasks import BackgroundTasks
+from proxy.observe import tracing
 from proxy.observe.metrics import Metrics
 from proxy.upstream.client import JuspayClient, UpstreamCall
+
+# The read types live in reads.py; they are named here too, where callers meet them.
+__all__ = [
+    "CacheResult",
+    "Miss",
+    "OrderAnswer",
+    "OrderQuery",
+    "OrderService",
+    "ServiceOptions",
+    "fresh",
+]
 
 log = structlog.get_logger("proxy.orders")
 
 # A miss whose Redis lookup failed cannot compare generations; it joins only a read this
 # young (an invalidation acknowledged elsewhere is then at most this old when it is served).
 _BLIND_JOIN_SECONDS = 1.0
-
-
-class CacheResult(enum.StrEnum):
-    """How an answer was produced; the value is the metric label, `header` the X-Cache value."""
-
-    HIT = "hit"
-    MISS = "miss"
-    BYPASS = "bypass"
-    STALE = "stale"
-    # The cache could not be asked (Redis down); the caller sees MISS.
-    ERROR = "error"
-
-    @property
-    def header(self) -> str:
-        return "MISS" if self is CacheResult.ERROR else self.value.upper()
-
-
-class OrderQuery(msgspec.Struct, frozen=True):
-    """A validated request for one order, as the caller asked for it."""
-
-    merchant_id: str
-    order_id: str
-    version: str
-    full_gateway_response: bool = False
-    routing_id: str | None = None
-    no_cache: bool = False
-    # No-cache only: the loop time the request arrived; only a read that started at or after
-    # it may answer the request.
-    not_before: float | None = None
-    # One payment attempt (`txn_uuid`): forwarded and keyed; its answer is not the order's.
-    txn_uuid: str | None = None
-
-
-def fresh(query: OrderQuery) -> OrderQuery:
-    """The same query as a no-cache read starting now."""
-    return msgspec.structs.replace(
-        query, no_cache=True, not_before=asyncio.get_running_loop().time()
-    )
-
-
-class OrderAnswer(msgspec.Struct, frozen=True):
-    """An order's answer, and how it was produced (for X-Cache, Age and the request record)."""
-
-    entry: CachedEntry
-    cache: CacheResult
-    age: int | None
-    coalesced: bool = False
-    upstream_status: int | None = None
-    upstream_elapsed: float | None = None
-
-
-class Miss(msgspec.Struct, frozen=True):
-    """A read the cache did not answer (a miss, a failed lookup or a no-cache read): what
-    `fetch` needs to answer it from Juspay."""
-
-    key: str
-    query: OrderQuery
-    # MISS, ERROR (Redis could not be asked) or BYPASS (no-cache).
-    cache: CacheResult
-    # What the lookup saw of the order's generation (see _Flight.seen).
-    seen: tuple[str, object] | None = None
-    # An entry past its freshness, served only if Juspay fails (stale-if-error).
-    stale: CachedEntry | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +73,7 @@ class _Fetched:
     # None when another replica made the call and shared its answer.
     upstream_status: int | None
     upstream_elapsed: float | None
+    stored: bool = False
 
 
 @dataclass(eq=False, slots=True)
@@ -172,13 +122,22 @@ class OrderService:
         self._options = options
         self._policy = options.policy
         self._metrics = metrics
-        self._decode_view = decode_view
         self.background = background
         self._replicas = replicas
         self._clock = clock
-        self._sample = sample
         self._calls_saved = metrics.calls_saved
         self._inflight: dict[str, _Flight] = {}
+        # The reads it makes on its own: refreshes, lagging re-reads, the verification sample.
+        self.followups = FollowUps(
+            self.get,
+            self.key,
+            background,
+            metrics,
+            decode_view=decode_view,
+            clock=clock,
+            sample=sample,
+            verify_sample_rate=options.verify_sample_rate,
+        )
         # Every read in flight, also older ones a newer read replaced in _inflight.
         self._tasks: set[asyncio.Task[_Fetched]] = set()
 
@@ -214,15 +173,26 @@ class OrderService:
         # An entry past its freshness is kept only for stale-if-error (final entries, see _read).
         return Miss(key, query, CacheResult.ERROR if failed else CacheResult.MISS, seen, entry)
 
-    async def fetch(self, miss: Miss) -> OrderAnswer:
+    async def fetch(
+        self, miss: Miss, admit: Callable[[], Awaitable[None]] | None = None
+    ) -> OrderAnswer:
         """The answer from Juspay for what `lookup` could not answer: one read per key shared
-        by whoever may share it, or a stale final entry when Juspay fails."""
+        by whoever may share it, or a stale final entry when Juspay fails. `admit` (the
+        caller's upstream rate limit) is asked only when this caller starts a read of its own:
+        joining a read in flight costs Juspay nothing."""
         key, query = miss.key, miss.query
         loop = asyncio.get_running_loop()
         flight = self._inflight.get(key)
         coalesced = flight is not None and self._may_join(
             flight, query, key, miss.seen, loop.time()
         )
+        if not coalesced and admit is not None:
+            await admit()
+            # A read may have started while the limit was checked.
+            flight = self._inflight.get(key)
+            coalesced = flight is not None and self._may_join(
+                flight, query, key, miss.seen, loop.time()
+            )
         if flight is None or not coalesced:
             local = self._cache.local_fence(key)
             task = asyncio.create_task(
@@ -240,7 +210,8 @@ class OrderService:
             self._calls_saved.inc()
         # shield: a caller that goes away must not cancel the read others are waiting on.
         try:
-            fetched = await asyncio.shield(flight.task)
+            with tracing.span("coalesce.wait") if coalesced else tracing.NO_SPAN:
+                fetched = await asyncio.shield(flight.task)
         except (UpstreamError, Overloaded) as exc:
             stale = miss.stale
             if stale is None or not self._may_serve_stale(stale):
@@ -255,13 +226,20 @@ class OrderService:
             coalesced=coalesced,
             upstream_status=fetched.upstream_status,
             upstream_elapsed=fetched.upstream_elapsed,
+            stored=fetched.stored,
         )
 
     def _hit(self, query: OrderQuery, entry: CachedEntry) -> OrderAnswer:
         self._calls_saved.inc()
-        if self._options.verify_sample_rate > 0:
-            self._maybe_verify(query, entry)
-        return OrderAnswer(entry, CacheResult.HIT, max(0, int(self._clock() - entry.fetched_at)))
+        if self.followups.verify_sample_rate > 0:
+            self.followups.maybe_verify(query, entry)
+        now = self._clock()
+        return OrderAnswer(
+            entry,
+            CacheResult.HIT,
+            max(0, int(now - entry.fetched_at)),
+            ttl=int(entry.fresh_until - now),
+        )
 
     async def _cached(
         self, key: str, entry: CachedEntry | None
@@ -273,10 +251,14 @@ class OrderService:
         if cache.remote is None:
             return entry, ("memory", cache.local_fence(key)), False
         # (A front-layer copy never outlives its freshness by more than clock skew: ask Redis.)
-        lookup = await cache.lookup(key)
+        with tracing.span("redis GET", "client", **tracing.REDIS) as span:
+            lookup = await cache.lookup(key)
+            if span is not None:
+                span.set_attribute("order_proxy.found", lookup.entry is not None)
         if lookup.failed:
             return None, None, True
-        return lookup.entry, ("redis", lookup.generation), False
+        # The epoch too: a generation restored by a restarted Redis is not the one it was.
+        return lookup.entry, ("redis", (lookup.generation, lookup.epoch)), False
 
     def _may_join(
         self,
@@ -317,14 +299,23 @@ class OrderService:
         if replicas is None:
             fence = await self._cache.note(key, local)
             return await self._read(key, query, fence)
+        born = self._cache.now()
+        started = time.time_ns()
         result = await replicas.run(
             key,
-            lambda generation: self._read(key, query, Fence(local, generation)),
+            lambda noted: self._read(
+                key,
+                query,
+                Fence(local, born=born, floor=self._cache.local_floor(base_of(key)))
+                if noted is None
+                else Fence(local, noted[0], noted[1], born, noted[2]),
+            ),
             lambda fetched: fetched.entry,
             may_follow=not query.no_cache,
         )
         if isinstance(result, _Fetched):
             return result
+        tracing.past_span("coalesce.wait", started, **{"order_proxy.read_by": "another replica"})
         return _Fetched(result, None, None)
 
     async def _read(self, key: str, query: OrderQuery, fence: Fence) -> _Fetched:
@@ -353,37 +344,65 @@ class OrderService:
             status_class=status_class.value,
             decision="store" if decision.store else "skip",
         ).inc()
+        ttl, entry_class = decision.ttl, status_class.value
+        floor = lowerbound.decode(fence.floor) if fence.floor is not None else None
+        if (
+            floor is not None
+            and query.txn_uuid is None  # one attempt's answer is not the order's state
+            and answer.status == 200
+            and answer.view is not None
+            and lowerbound.lags(answer.view, floor)
+        ):
+            # Juspay's read side lags the webhook it sent: answer it, but do not store it
+            # (every read goes to Juspay until it catches up), and read again in the
+            # background until it shows what the webhook did.
+            ttl, entry_class = 0, LAGGING
+            self.followups.lagging(query, answer.view, floor)
         entry = new_entry(
             key,
             answer.status,
             answer.body,
             answer.content_type,
             order_status=(answer.view.status or "") if answer.view else "",
-            status_class=status_class.value,
+            status_class=entry_class,
             now=self._clock(),
-            ttl=decision.ttl,
+            ttl=ttl,
+            state=fingerprint(answer.status, answer.view),
         )
-        keep = decision.ttl
-        if status_class is policy.StatusClass.FINAL and keep > 0:
+        keep = ttl
+        stored = False
+        if entry_class == policy.StatusClass.FINAL.value and keep > 0:
             keep += self._options.stale_if_error_seconds  # past fresh_until: only if Juspay fails
         if keep > 0 or query.no_cache:
-            saved = await self._cache.save(
-                key, entry, keep, fence, status_class.value, fresh=query.no_cache
-            )
+            with tracing.span("redis SET", "client", **tracing.REDIS):
+                saved = await self._cache.save(
+                    key, entry, keep, fence, status_class.value, fresh=query.no_cache
+                )
             if saved is Saved.CHANGED:
                 self._metrics.invalidations.labels(source="refresh").inc()
-        return _Fetched(entry, answer.status, answer.elapsed)
+            stored = ttl > 0 and saved in (Saved.STORED, Saved.CHANGED)
+        return _Fetched(entry, answer.status, answer.elapsed, stored)
 
     # --- invalidation -----------------------------------------------------------------------
-    async def invalidate(self, merchant_id: str, order_id: str, source: str) -> int:
+    async def invalidate(
+        self,
+        merchant_id: str,
+        order_id: str,
+        source: str,
+        floor: lowerbound.Floor | None = None,
+    ) -> int:
         """Drop every cached variant of one merchant's order, on every replica, and fence out
-        every read of it in flight; the count of entries dropped. Raises
-        CacheUnavailableError when that cannot be confirmed (nothing may be acknowledged)."""
+        every read of it in flight; the count of entries dropped. A webhook's `floor` (the
+        least Juspay's state now is) holds the reads that follow to it, on every replica.
+        Raises CacheUnavailableError when that cannot be confirmed (nothing may be
+        acknowledged)."""
+        encoded = lowerbound.encode(floor) if floor is not None else None
         try:
-            removed = await self._cache.invalidate(self.base(merchant_id, order_id))
+            removed = await self._cache.invalidate(self.base(merchant_id, order_id), encoded)
         except CacheUnavailable:
+            # Not acknowledged: the webhook or purge is answered 5xx and retried.
             raise CacheUnavailableError(
-                "the cache could not confirm the invalidation; nothing was changed"
+                "the cache could not confirm the invalidation durably; nothing may be assumed"
             ) from None
         self._metrics.invalidations.labels(source=source).inc()
         self._metrics.purges.labels(source=source).inc(removed)
@@ -393,55 +412,7 @@ class OrderService:
         """Read the order's default variant from Juspay in the background (after a webhook),
         through the normal path: coalesced, fenced and policy-checked."""
         query = OrderQuery(merchant_id, order_id, self._options.default_version)
-        return self.background.start(lambda: self._refresh(query), name=f"refresh:{order_id}")
-
-    async def _refresh(self, query: OrderQuery) -> None:
-        try:
-            await self.get(query)
-        except ProxyError as exc:
-            log.info("refresh_failed", order_id=query.order_id, error_code=exc.error_code)
-
-    # --- verification sample ----------------------------------------------------------------
-    def _maybe_verify(self, query: OrderQuery, served: CachedEntry) -> None:
-        if self._sample() >= self._options.verify_sample_rate:
-            return
-        if not self.background.start(
-            lambda: self._verify(query, served), name=f"verify:{query.order_id}"
-        ):
-            self._metrics.verifications.labels(result="skipped").inc()
-
-    async def _verify(self, query: OrderQuery, served: CachedEntry) -> None:
-        """Re-read a hit's order from Juspay and compare; a divergence also refreshes it."""
-        try:
-            answer = await self.get(fresh(query))
-        except ProxyError:
-            self._metrics.verifications.labels(result="error").inc()
-            return
-        ours, theirs = self._state(served), self._state(answer.entry)
-        if ours == theirs:
-            self._metrics.verifications.labels(result="match").inc()
-            return
-        self._metrics.verifications.labels(result="diverged").inc()
-        log.warning(
-            "cache_diverged",
-            merchant_id=query.merchant_id,
-            order_id=query.order_id,
-            cached_status=ours[1],
-            cached_refunds=list(ours[2]),
-            juspay_status=theirs[1],
-            juspay_refunds=list(theirs[2]),
-            cached_age=max(0, int(self._clock() - served.fetched_at)),
-        )
-
-    def _state(self, entry: CachedEntry) -> tuple[int, str, tuple[str, ...]]:
-        """What a caller acts on: HTTP status, order status and each refund's status."""
-        try:
-            view = self._decode_view(entry.body)
-        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-            # A 4xx body need not be JSON; its status code still counts.
-            return (entry.status_code, entry.order_status, ())
-        refunds = tuple(refund.status or "" for refund in view.refunds or ())
-        return (entry.status_code, view.status or "", refunds)
+        return self.followups.refresh(query)
 
     async def close(self) -> None:
         """Cancel background work and upstream calls still under way (shutdown)."""

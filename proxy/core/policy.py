@@ -8,7 +8,9 @@ The rules, from Juspay's own documentation:
   FAILURE): cached long.
 - A refund that is still PENDING (or in MANUAL_REVIEW) changes the order: cached briefly.
 - So does a mandate that is still live (CREATED, ACTIVE, PAUSED: it lasts until revoked or
-  expired) and a chargeback that is still open: such a final order is cached briefly too.
+  expired), a chargeback that is still open and an offer still INITIATED (redeemed, awaiting
+  the transaction's final status): such a final order is cached briefly too, and never served
+  stale.
 - Failure statuses are not final: an order allows up to 25 attempts, and a late gateway success
   turns a failed order into CHARGED. Cached briefly.
 - Juspay's NOT_FOUND answer may be cached briefly, off by default (an order created a moment
@@ -22,7 +24,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from proxy.core.models import ChargebackStatusView, MandateStatusView, OrderStatusView
+from proxy.core.models import (
+    ChargebackStatusView,
+    MandateStatusView,
+    OfferStatusView,
+    OrderStatusView,
+)
 
 FINAL_STATUSES = frozenset({"CHARGED", "AUTO_REFUNDED", "VOIDED"})
 FAILURE_STATUSES = frozenset(
@@ -76,6 +83,12 @@ CLOSED_CHARGEBACK_STATUSES = frozenset(
         "EXPIRED",
     }
 )
+# Juspay's offer statuses (offers[] in the order): INITIATED is redeemed but awaits the
+# transaction's final status, so it will still turn AVAILED, REFUNDED or FAILED. AVAILED can
+# become REFUNDED only through a refund, which the refund rules already cover. Any other value
+# (or none) counts as open, as an unknown mandate status does; compared upper-cased.
+OPEN_OFFER_STATUSES = frozenset({"INITIATED"})
+SETTLED_OFFER_STATUSES = frozenset({"AVAILED", "REFUNDED", "FAILED"})
 CACHEABLE_STATUSES = FINAL_STATUSES | FAILURE_STATUSES | {NOT_FOUND}
 
 
@@ -86,6 +99,7 @@ class StatusClass(enum.StrEnum):
     REFUND_PENDING = "refund_pending"
     CHARGEBACK_OPEN = "chargeback_open"  # a final status with an open chargeback
     MANDATE_OPEN = "mandate_open"  # a final status whose mandate is still live
+    OFFER_PENDING = "offer_pending"  # a final status with an offer still INITIATED
     FAILURE = "failure"
     NOT_FOUND = "not_found"
     IN_PROGRESS = "in_progress"
@@ -100,7 +114,7 @@ class CachePolicy:
     final_ttl: int = 24 * 3600
     failure_ttl: int = 30
     refund_pending_ttl: int = 30
-    # A final status whose mandate is live or that has an open chargeback.
+    # A final status whose mandate is live, or with an open chargeback or a pending offer.
     changing_ttl: int = 30
     not_found_ttl: int = 0
     # Per-status overrides, only for statuses in CACHEABLE_STATUSES (checked by settings).
@@ -151,6 +165,8 @@ def _classify(http_status: int, view: OrderStatusView | None, order_id: str) -> 
             return StatusClass.CHARGEBACK_OPEN
         if view.mandate is not None and mandate_is_open(view.mandate):
             return StatusClass.MANDATE_OPEN
+        if any(offer_is_pending(offer) for offer in view.offers or []):
+            return StatusClass.OFFER_PENDING
         return StatusClass.FINAL
     if status in FAILURE_STATUSES:
         return StatusClass.FAILURE
@@ -164,6 +180,14 @@ def mandate_is_open(mandate: MandateStatusView) -> bool:
     """A mandate that can still change: CREATED, ACTIVE, PAUSED, or a status we do not know."""
     status = mandate.mandate_status
     return not (isinstance(status, str) and status in FINAL_MANDATE_STATUSES)
+
+
+def offer_is_pending(offer: OfferStatusView | None) -> bool:
+    """An offer that can still change: INITIATED, or a status we do not know (or none)."""
+    if offer is None:
+        return False
+    status = offer.status
+    return not (isinstance(status, str) and status.strip().upper() in SETTLED_OFFER_STATUSES)
 
 
 def chargeback_is_open(chargeback: ChargebackStatusView | None) -> bool:
@@ -190,11 +214,12 @@ def decide(
         StatusClass.REFUND_PENDING: policy.refund_pending_ttl,
         StatusClass.CHARGEBACK_OPEN: policy.changing_ttl,
         StatusClass.MANDATE_OPEN: policy.changing_ttl,
+        StatusClass.OFFER_PENDING: policy.changing_ttl,
         StatusClass.FAILURE: policy.failure_ttl,
         StatusClass.NOT_FOUND: policy.not_found_ttl,
     }.get(status_class, 0)
-    # A per-status override replaces the class TTL; a pending refund, a live mandate and an open
-    # chargeback always keep their short ones.
+    # A per-status override replaces the class TTL; a pending refund, a live mandate, an open
+    # chargeback and a pending offer always keep their short ones.
     if status_class in _OVERRIDABLE and view is not None and view.status is not None:
         ttl = dict(policy.status_ttls).get(view.status, ttl)
     return Decision(status_class, ttl)

@@ -34,6 +34,7 @@ from proxy.cache.keys import poll_key
 from proxy.cache.redis import CacheUnavailable, RedisStore
 from proxy.config.settings import WaitSettings
 from proxy.core.errors import Overloaded, ProxyError, RateLimited
+from proxy.core.followups import LAGGING
 from proxy.core.orders import CacheResult, OrderAnswer, OrderQuery, OrderService, fresh
 from proxy.core.policy import StatusClass
 from proxy.observe.metrics import Metrics
@@ -42,8 +43,9 @@ log = structlog.get_logger("proxy.waits")
 
 # Bus event: a replica saw this order (its key base) settle.
 SETTLED = "settled"
-# Statuses a waiter keeps waiting through; anything else ends the wait.
-_MOVING = frozenset({StatusClass.IN_PROGRESS.value, StatusClass.UNKNOWN.value})
+# Statuses a waiter keeps waiting through; anything else ends the wait. An answer that lags
+# the order's last webhook (LAGGING) is about to change too: Juspay is catching up.
+_MOVING = frozenset({StatusClass.IN_PROGRESS.value, StatusClass.UNKNOWN.value, LAGGING})
 
 
 # Charges one upstream read to a caller's rate limit, or raises RateLimited.
@@ -52,6 +54,11 @@ Admit = Callable[[], Awaitable[None]]
 
 def is_settled(answer: OrderAnswer) -> bool:
     return answer.entry.status_class not in _MOVING
+
+
+def _newer(a: OrderAnswer, b: OrderAnswer) -> bool:
+    """Whether `a` was read from Juspay after `b`."""
+    return a.entry.fetched_at > b.entry.fetched_at
 
 
 @dataclass(eq=False)
@@ -149,6 +156,8 @@ class WaitRegistry:
             watch.task = asyncio.create_task(self._run(watch), name=f"watch:{query.order_id}")
         else:
             self._metrics.wait_polls_saved.inc()  # joined a schedule someone else started
+            if _newer(first, watch.latest):
+                watch.latest = first  # this caller's own read is the latest news
         waiter = _Waiter(client, admit)
         watch.waiters.append(waiter)
         self._by_client.setdefault(client, []).append(waiter)
@@ -171,7 +180,9 @@ class WaitRegistry:
             return watch.settled.result(), True
         result = "preempted" if waiter.preempted.done() else "timeout"
         self._metrics.wait_results.labels(result=result).inc()
-        return watch.latest, False
+        # Never older than what this caller's own request read (a no-cache read that joined
+        # a schedule whose last poll came before it).
+        return (first if _newer(first, watch.latest) else watch.latest), False
 
     def _leave(self, waiter: _Waiter) -> None:
         """Give up a waiter's slot (once)."""
@@ -254,7 +265,8 @@ class WaitRegistry:
                 # The schedule's own fresh read: to its waiters it is an upstream read, a
                 # MISS (X-Cache: BYPASS means the caller itself sent no-cache).
                 answer = msgspec.structs.replace(answer, cache=CacheResult.MISS)
-            watch.latest = answer
+            if not _newer(watch.latest, answer):
+                watch.latest = answer
             if is_settled(answer):
                 self._metrics.wait_wakeups.labels(cause=cause).inc()
                 # Everyone waiting on this watch gets this one answer.

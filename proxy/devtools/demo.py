@@ -1,9 +1,10 @@
 """`order-proxy demo`: the simulator and the proxy on loopback, with two merchants.
 
 It shows one order MISS then HIT, an order in progress never cached, the same order for the
-second merchant and an order in progress waited for with `?wait=`, then prints curl lines for
-the proxy and for the simulator's control API (advance an order, add a refund, inject latency
-or faults, fire a webhook at the proxy).
+second merchant and an order in progress waited for with `?wait=`, a JWT webhook (the second
+merchant's webhooks are JWT webhooks, with keys the simulator made) invalidating a cached
+order, then prints curl lines for the proxy and for the simulator's control API (advance an
+order, add a refund, inject latency or faults, fire a webhook at the proxy).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import tempfile
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -18,6 +21,7 @@ from aiohttp import web
 from proxy.app import create_app
 from proxy.config.secrets import Secret
 from proxy.config.settings import (
+    JwtWebhookSettings,
     MerchantSettings,
     ServerSettings,
     Settings,
@@ -72,7 +76,7 @@ def _print_tries(base: str, sim: str, moving: list[str]) -> None:
     print(f"  curl -i '{base}/orders/..%2Fadmin'")
     print(f"  curl -s {base}/metrics | grep ^order_proxy_requests_total")
     post = "curl -s -XPOST -H 'Content-Type: application/json'"
-    print("\nThe simulator's control API (README: Trying it locally):")
+    print("\nThe simulator's control API (docs/simulator.md):")
     print(f"  curl -s {sim}/__sim/orders")
     print(f"""  {post} {sim}/__sim/advance -d '{{"order_id": "{moving[1]}"}}'""")
     print(f"""  {post} {sim}/__sim/refunds -d '{{"order_id": "{ORDER}", "amount": 5}}'""")
@@ -81,12 +85,45 @@ def _print_tries(base: str, sim: str, moving: list[str]) -> None:
         f""""url": "{base}/webhooks/juspay", "username": "{HOOK_USER}", """
         f""""password": "{HOOK_PASSWORD}"}}'"""
     )
+    print(
+        f"""  {post} {sim}/__sim/webhooks -d '{{"merchant_id": "{SECOND_MERCHANT}", """
+        f""""order_id": "{ORDER}", "url": "{base}/webhooks/juspay"}}'   # a JWT webhook"""
+    )
     print(f"""  {post} {sim}/__sim/faults -d '{{"kind": "latency", "delay": 2}}'""")
     print(f"""  {post} {sim}/__sim/faults -d '{{"kind": "status", "status": 503}}'""")
     print(f"  curl -s -XDELETE {sim}/__sim/faults")
 
 
+async def _show_jwt_webhook(session: aiohttp.ClientSession, base: str, sim: str) -> None:
+    """Juspay's JWT webhook for a cached order of the second merchant, then the order again."""
+    headers = {"x-merchantid": SECOND_MERCHANT}
+    fire = {"merchant_id": SECOND_MERCHANT, "order_id": ORDER, "url": f"{base}/webhooks/juspay"}
+    async with session.post(f"{sim}/__sim/webhooks", json=fire) as resp:
+        sent = await resp.json()
+    print(
+        f"  POST {sim}/__sim/webhooks ({SECOND_MERCHANT}, {ORDER})\n"
+        f"    -> {sent.get('event_name')} sent as a {sent.get('auth')} webhook; the proxy "
+        f"answered {sent.get('status')} {sent.get('answer')}"
+    )
+    await _show(session, f"{base}/orders/{ORDER}", headers)
+
+
+def _jwt_settings(state: SimulatorState, folder: Path) -> JwtWebhookSettings:
+    """The second merchant's JWT webhook keys, made by the simulator as Juspay's dashboard would."""
+    made = state.jwt.write_files(SECOND_MERCHANT, folder)
+    kid = made["kid"]
+    return JwtWebhookSettings(
+        private_key_files=((kid, Path(made["private_key_file"])),),
+        public_key_files=((kid, Path(made["public_key_file"])),),
+    )
+
+
 async def _demo(port: int, once: bool) -> None:
+    with tempfile.TemporaryDirectory(prefix="order-proxy-demo-") as keys:
+        await _run_demo(port, once, Path(keys))
+
+
+async def _run_demo(port: int, once: bool, keys: Path) -> None:
     state = SimulatorState({MERCHANT: API_KEY, SECOND_MERCHANT: SECOND_API_KEY})
     orders = state.seed_samples()
     moving = state.seed_in_progress(SETTLE_SECONDS)
@@ -95,7 +132,11 @@ async def _demo(port: int, once: bool) -> None:
     settings = Settings(
         merchants=(
             MerchantSettings(MERCHANT, Secret(API_KEY, "demo")),
-            MerchantSettings(SECOND_MERCHANT, Secret(SECOND_API_KEY, "demo")),
+            MerchantSettings(
+                SECOND_MERCHANT,
+                Secret(SECOND_API_KEY, "demo"),
+                jwt=_jwt_settings(state, keys),
+            ),
         ),
         default_merchant=MERCHANT,
         webhook=WebhookSettings(HOOK_USER, Secret(HOOK_PASSWORD, "demo")),
@@ -111,7 +152,10 @@ async def _demo(port: int, once: bool) -> None:
     base = f"http://127.0.0.1:{proxy_port}"
     sim = f"http://127.0.0.1:{sim_port}"
     print(f"\nJuspay simulator on {sim}; proxy on {base} (in-process cache)")
-    print(f"Merchants: {MERCHANT} (the default) and {SECOND_MERCHANT}, each with its own key")
+    print(
+        f"Merchants: {MERCHANT} (the default; Basic webhooks) and {SECOND_MERCHANT} (JWT "
+        "webhooks), each with its own key"
+    )
     print(f"Seeded orders: {', '.join(orders)}, and DEMO-PENDING (NEW -> PENDING_VBV -> CHARGED)")
     print(
         f"In progress: {', '.join(moving)} (each settles {SETTLE_SECONDS:g} s after its "
@@ -129,6 +173,8 @@ async def _demo(port: int, once: bool) -> None:
             await _show(session, f"{base}/orders/{ORDER}", {"x-merchantid": SECOND_MERCHANT})
             print("\nWaiting (?wait=10) for an order in progress to settle:")
             await _show(session, f"{base}/orders/{moving[0]}?wait=10")
+            print(f"\nA JWT webhook ({SECOND_MERCHANT}'s webhooks are JWT-encrypted):")
+            await _show_jwt_webhook(session, base, sim)
         _print_tries(base, sim, moving)
         if not once:
             print("\nServing until Ctrl-C.")

@@ -70,6 +70,7 @@ class AccessLine(msgspec.Struct, omit_defaults=True):
     upstream_ms: float | None = None
     coalesced: bool = False
     path: str | None = None
+    trace_id: str | None = None
 
 
 _encode = msgspec.json.Encoder().encode

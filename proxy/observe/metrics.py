@@ -13,6 +13,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.openmetrics import exposition as openmetrics
 
 from proxy import __version__
 from proxy.observe import accesslog
@@ -84,6 +85,8 @@ CONNECTION_REFUSALS = (
 )
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100)
 EXPOSITION_CONTENT_TYPE = CONTENT_TYPE_LATEST
+# What a scraper that asks for it gets: the only format that carries exemplars.
+OPENMETRICS_CONTENT_TYPE = openmetrics.CONTENT_TYPE_LATEST
 
 
 class Metrics:
@@ -166,8 +169,14 @@ class Metrics:
         self.rejected_entries = Counter(
             "order_proxy_cache_rejected_entries",
             "Entries read from Redis and not served: undecodable, written for another key, "
-            "or a body that fails its checksum.",
+            "a body that fails its checksum, or stored before Redis restarted or failed over.",
             ["reason"],
+            registry=r,
+        )
+        self.lagging_rereads = Counter(
+            "order_proxy_webhook_lagging_rereads",
+            "Reads from Juspay that showed less than a webhook had just said (Juspay's read "
+            "side lagging): answered, but cached briefly and read again until they catch up.",
             registry=r,
         )
         self.verifications = Counter(
@@ -343,7 +352,7 @@ class Metrics:
             self.redis_errors.labels(operation=operation)
         for result in ("match", "diverged"):
             self.verifications.labels(result=result)
-        for reason in ("undecodable", "foreign_key", "checksum"):
+        for reason in ("undecodable", "foreign_key", "checksum", "epoch"):
             self.rejected_entries.labels(reason=reason)
         for reason in CONNECTION_REFUSALS:
             self.connections_refused.labels(reason=reason)
@@ -372,8 +381,11 @@ class Metrics:
         self.redis_round_trips.inc()
         self.redis_commands.inc(size)
 
-    def observe_request(self, route: str, code: int, cache: str, duration: float) -> None:
-        """Count and time one caller-facing request (label children looked up once)."""
+    def observe_request(
+        self, route: str, code: int, cache: str, duration: float, trace_id: str | None = None
+    ) -> None:
+        """Count and time one caller-facing request (label children looked up once); a
+        recorded trace's id becomes the bucket's exemplar (OpenMetrics, single process)."""
         key = (route, code, cache)
         children = self._request_children.get(key)
         if children is None:
@@ -384,14 +396,20 @@ class Metrics:
             # Bounded: routes, status codes and cache results are all small fixed sets.
             self._request_children[key] = children
         children[0].inc()
-        children[1].observe(duration)
+        if trace_id is None:
+            children[1].observe(duration)
+        else:
+            children[1].observe(duration, {"trace_id": trace_id})
 
-    def render(self) -> bytes:
+    def render(self, *, open_metrics: bool = False) -> bytes:
+        """The exposition: Prometheus text, or OpenMetrics (with exemplars) when asked."""
         self.refresh()
+        generate = openmetrics.generate_latest if open_metrics else generate_latest
         path = multiprocess_dir()
         if path is None:
-            return generate_latest(self.registry)
+            return generate(self.registry)
         # Every worker's values, live and dead (counters), from the shared directory.
+        # prometheus-client keeps no exemplars in this mode.
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path)  # type: ignore[no-untyped-call]
-        return generate_latest(registry)
+        return generate(registry)

@@ -4,8 +4,12 @@ closed ──(N failures in a row, or failure ratio over the window)──▶ op
 open ──(open_seconds passed)──▶ half-open: one probe call at a time
 half-open ──(probe succeeds)──▶ closed;  ──(probe fails)──▶ open again
 
-Only failures that say Juspay is unwell count: connection errors, timeouts, 5xx and 429. An
-answer Juspay gave on purpose (an order, a 4xx, our key refused) is a success here.
+It counts caller-visible outcomes: one upstream read, its retries included, is one call here,
+a success or a failure (the client reserves a call before the read's first attempt and records
+its final outcome). So with the default threshold of 5, five failed reads in a row open the
+circuit, however many attempts each one made. Only failures that say Juspay is unwell count:
+connection errors, timeouts, 5xx and 429. An answer Juspay gave on purpose (an order, a 4xx,
+our key refused) is a success here.
 """
 
 from __future__ import annotations
@@ -28,10 +32,11 @@ class CircuitState(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class CircuitSettings:
-    failure_threshold: int = 5  # consecutive failures that open the circuit
-    failure_ratio: float = 0.5  # or this share of failures in the window ...
-    window: int = 20  # ... of the last `window` calls,
-    min_calls: int = 10  # once at least this many calls are in it
+    # A "call" is one upstream read as its caller sees it, retries included.
+    failure_threshold: int = 5  # consecutive failed reads that open the circuit
+    failure_ratio: float = 0.5  # or this share of failed reads in the window ...
+    window: int = 20  # ... of the last `window` reads,
+    min_calls: int = 10  # once at least this many reads are in it
     open_seconds: float = 5.0  # how long to fail fast before probing
 
 

@@ -38,9 +38,11 @@ from proxy.core.errors import (
     UpstreamTimeout,
 )
 from proxy.core.models import Decoders, OrderStatusView
+from proxy.observe import tracing
 from proxy.observe.metrics import Metrics
 from proxy.upstream.bulkhead import Bulkhead
 from proxy.upstream.circuit import CircuitBreaker, CircuitState
+from proxy.upstream.egress import proxy_for, tls_for
 
 log = structlog.get_logger("proxy.upstream")
 
@@ -54,6 +56,7 @@ FULL_GATEWAY_RESPONSE = "options.add_full_gateway_response"
 # Juspay's own answers that mean "try again": the read is idempotent, so retrying is safe.
 _RETRY_STATUSES = frozenset({502, 503, 504})
 _CONTENT_TYPE_MAX = 128
+_DEADLINE_SLACK = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,12 +116,15 @@ class Credentials:
 
 
 def build_session(settings: UpstreamSettings) -> aiohttp.ClientSession:
-    """The one long-lived session for all upstream calls, with explicit bounds."""
+    """The one long-lived session for all upstream calls, with explicit bounds, through
+    HTTPS_PROXY and verified against JUSPAY_CA_FILE where set (proxy.upstream.egress)."""
+    proxy = proxy_for(settings.base_url, settings.https_proxy, settings.no_proxy)
     connector = aiohttp.TCPConnector(
         limit=settings.max_connections,
         limit_per_host=settings.max_connections,
         ttl_dns_cache=60,
         keepalive_timeout=30,
+        ssl=tls_for(settings.ca_file),
     )
     timeout = aiohttp.ClientTimeout(
         total=settings.timeout_seconds,
@@ -134,6 +140,9 @@ def build_session(settings: UpstreamSettings) -> aiohttp.ClientSession:
         # No cookies: nothing Juspay sets may leak from one caller's request into another's.
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=True,
+        proxy=proxy.url if proxy is not None else None,
+        # Only the settings above: nothing read from the environment at request time.
+        trust_env=False,
     )
 
 
@@ -154,6 +163,9 @@ class JuspayClient:
         self._metrics = metrics
         self._decode_view = decoders.status_view.decode
         self._base = settings.base_url
+        # Credentials for HTTPS_PROXY, if it has them (aiohttp sends them on the CONNECT only).
+        proxy = proxy_for(settings.base_url, settings.https_proxy, settings.no_proxy)
+        self._proxy_headers = proxy.headers if proxy is not None else None
         self._orders_path = self._base.path.rstrip("/") + "/orders/"
         self._bulkhead = Bulkhead(
             max_concurrent=settings.max_concurrent,
@@ -211,43 +223,83 @@ class JuspayClient:
         }
         if call.routing_id is not None:
             headers["x-routing-id"] = call.routing_id
+        trace = tracing.CURRENT.get()
+        if trace is not None:
+            # The caller's trace id, our own span id: Juspay's side of the trace joins it.
+            headers.update(trace.outgoing())
         return headers
 
     async def fetch(self, call: UpstreamCall) -> UpstreamAnswer:
         """Read from Juspay: bulkhead, circuit breaker, retries, one overall deadline."""
         deadline = asyncio.get_running_loop().time() + self._settings.timeout_seconds
-        try:
-            async with asyncio.timeout_at(deadline), self._bulkhead.slot():
-                return await self._with_retries(call, deadline)
-        except TimeoutError as exc:
-            # The deadline passed while queued or between attempts.
-            raise UpstreamTimeout("Juspay did not answer within the deadline") from exc
+        with tracing.span(
+            "GET juspay /orders/{order_id}",
+            "client",
+            **{
+                "http.request.method": "GET",
+                "server.address": self._base.host or "",
+                "server.port": self._base.port or 443,
+                "order_proxy.merchant_id": call.merchant_id,
+                "order_proxy.order_id": call.order_id,
+            },
+        ) as span:
+            try:
+                async with asyncio.timeout_at(deadline), self._bulkhead.slot():
+                    answer = await self._with_retries(call, deadline)
+            except TimeoutError as exc:
+                # The deadline passed while queued or between attempts.
+                raise UpstreamTimeout("Juspay did not answer within the deadline") from exc
+            if span is not None:
+                span.set_attribute("http.response.status_code", answer.status)
+            return answer
 
     async def _with_retries(self, call: UpstreamCall, deadline: float) -> UpstreamAnswer:
+        # The circuit sees what the caller sees: one read, retries included, is one success or
+        # one failure, so its threshold counts failed reads, not attempts.
+        loop = asyncio.get_running_loop()
+        try:
+            self._circuit.before_call()
+        except CircuitOpen:
+            self._metrics.upstream_rejected.labels(reason="circuit_open").inc()
+            raise
+        try:
+            answer = await self._attempts(call, deadline)
+        except UpstreamError as exc:
+            self._circuit.record(failed=_is_outage(exc))
+            raise
+        except asyncio.CancelledError:
+            # The overall deadline passed mid-read (a timeout, so an outage), or the caller left.
+            # The loop may fire the deadline a clock tick early: allow a few milliseconds.
+            if loop.time() >= deadline - _DEADLINE_SLACK:
+                self._circuit.record(failed=True)
+            else:
+                self._circuit.release()
+            raise
+        except BaseException:
+            self._circuit.release()
+            raise
+        self._circuit.record(failed=False)
+        return answer
+
+    async def _attempts(self, call: UpstreamCall, deadline: float) -> UpstreamAnswer:
         loop = asyncio.get_running_loop()
         attempt = 0
         while True:
             attempt += 1
             try:
-                self._circuit.before_call()
-            except CircuitOpen:
-                self._metrics.upstream_rejected.labels(reason="circuit_open").inc()
-                raise
-            try:
-                answer = await self._counted_attempt(call, deadline)
+                return await self._counted_attempt(call, deadline)
             except UpstreamError as exc:
-                self._circuit.record(failed=_is_outage(exc))
                 delay = self._retry_delay(exc, attempt)
                 if delay is None or loop.time() + delay >= deadline:
                     raise
                 self._metrics.upstream_retries.inc()
+                tracing.event(
+                    "retry",
+                    attempt=attempt,
+                    error_code=exc.error_code,
+                    delay_seconds=round(delay, 3),
+                )
                 await asyncio.sleep(delay)
-                continue
-            except BaseException:
-                self._circuit.release()
-                raise
-            self._circuit.record(failed=False)
-            return answer
 
     def _retry_delay(self, exc: UpstreamError, attempt: int) -> float | None:
         """Seconds to wait before the next attempt, or None when this error is final."""
@@ -284,7 +336,10 @@ class JuspayClient:
             return answer
         finally:
             metrics.upstream_in_flight.dec()
-            metrics.upstream_duration.observe(time.perf_counter() - started)
+            trace_id = tracing.sampled_trace_id()
+            metrics.upstream_duration.observe(
+                time.perf_counter() - started, {"trace_id": trace_id} if trace_id else None
+            )
             if outcome is not None:
                 metrics.upstream_requests.labels(outcome=outcome).inc()
 
@@ -297,7 +352,11 @@ class JuspayClient:
         )
         try:
             async with self._session.get(
-                url, headers=self._headers(call), allow_redirects=False, timeout=timeout
+                url,
+                headers=self._headers(call),
+                allow_redirects=False,
+                timeout=timeout,
+                proxy_headers=self._proxy_headers,
             ) as resp:
                 status = resp.status
                 if status in (401, 403):

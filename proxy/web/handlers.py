@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 import msgspec
 from aiohttp import web
@@ -11,9 +10,11 @@ from aiohttp import web
 from proxy.appkeys import CLIENT, DECODERS, METRICS, ORDER_SERVICE, RECORD, SETTINGS, WAITS
 from proxy.core import validators
 from proxy.core.errors import BadRequest, Forbidden, ProxyError
-from proxy.core.orders import Miss, OrderAnswer, OrderQuery, OrderService
+from proxy.core.orders import Miss, OrderAnswer, OrderQuery
 from proxy.core.waits import is_settled
 from proxy.observe import accesslog
+from proxy.web.cachecontrol import wants_fresh
+from proxy.web.cachestatus import cache_status
 from proxy.web.errors import error_body
 from proxy.web.ratelimit import upstream_admit
 
@@ -35,11 +36,6 @@ def _header(request: web.Request, name: str) -> str | None:
     return values[0] if values else None
 
 
-def _no_cache(request: web.Request) -> bool:
-    tokens = {t.strip().lower() for t in request.headers.get("Cache-Control", "").split(",")}
-    return "no-cache" in tokens
-
-
 def select_merchant(request: web.Request) -> str:
     """The merchant this request is for, checked against what the caller may see."""
     settings = request.app[SETTINGS]
@@ -54,10 +50,14 @@ def select_merchant(request: web.Request) -> str:
     record = request[RECORD]
     if client is not None:
         record.client = client.name
-    if settings.merchant(merchant_id) is None or (
-        client is not None and not client.may_read(merchant_id)
-    ):
+    reads_all = client is None or "*" in client.merchants
+    allowed = client is None or client.may_read(merchant_id)
+    if settings.merchant(merchant_id) is None or not allowed:
         request.app[METRICS].auth_failures.labels(reason="merchant_not_allowed").inc()
+        if reads_all:
+            # The caller may read every merchant: the only thing wrong is the merchant id.
+            raise Forbidden("x-merchantid names a merchant this proxy does not serve")
+        # A caller limited to some merchants learns nothing about which others are configured.
         raise Forbidden("this caller may not read orders of that merchant")
     record.merchant_id = merchant_id
     return merchant_id
@@ -90,7 +90,7 @@ def read_options(request: web.Request, order_id: str) -> OrderQuery:
     routing_id = validators.routing_id(routing_header) if routing_header is not None else None
 
     full = _single(request, FULL_GATEWAY_RESPONSE)
-    no_cache = _no_cache(request)
+    no_cache = wants_fresh(request.headers)
     return OrderQuery(
         merchant_id=merchant_id,
         order_id=order_id,
@@ -107,16 +107,8 @@ async def _missed(request: web.Request, miss: Miss) -> OrderAnswer:
     """A read the cache did not answer: recorded as such before the upstream call (so a miss
     whose call then fails is still recorded as a miss), then answered from Juspay."""
     request[RECORD].cache = miss.cache.value
-    return await _fetch(request.app[ORDER_SERVICE], miss, upstream_admit(request))
-
-
-async def _fetch(
-    service: OrderService, miss: Miss, admit: Callable[[], Awaitable[None]] | None
-) -> OrderAnswer:
-    """Juspay's answer for a miss, once `admit` (the caller's upstream rate limit) allows it."""
-    if admit is not None:
-        await admit()
-    return await service.fetch(miss)
+    # The caller's upstream rate limit is charged only if a read is made for it.
+    return await request.app[ORDER_SERVICE].fetch(miss, upstream_admit(request))
 
 
 def _etag_matches(request: web.Request, etag: str) -> bool:
@@ -141,6 +133,7 @@ def order_response(
         record.upstream_ms = accesslog.milliseconds(answer.upstream_elapsed)
     headers = {
         "X-Cache": answer.cache.header,
+        "Cache-Status": cache_status(answer),
         "ETag": entry.etag,
         # Callers may keep it but must revalidate: a payment status is never assumed fresh.
         "Cache-Control": "private, no-cache",
@@ -224,9 +217,7 @@ MAX_BATCH = 100
 _encode = msgspec.json.encode
 
 
-def _batch_item(
-    order_id: str, status: int, cache: str | None, body: bytes, *, is_json: bool
-) -> bytes:
+def _batch_item(order_id: str, status: int, cache: str, body: bytes, *, is_json: bool) -> bytes:
     """One result, with the body spliced in as it is (no re-encoding). The proxy's own errors
     are known JSON; any other body is checked, and spliced in as a string if it is not JSON,
     so one odd body can never break the whole answer."""
@@ -262,14 +253,18 @@ async def batch_get(request: web.Request) -> web.Response:
     admit = upstream_admit(request)
 
     async def one(raw_id: str) -> bytes:
+        # As the request metric says it: NONE until the cache is asked, then how it answered.
+        cache = "NONE"
         try:
             order_id = validators.order_id(raw_id)
             found = await service.lookup(msgspec.structs.replace(template, order_id=order_id))
-            answer = (
-                found if isinstance(found, OrderAnswer) else await _fetch(service, found, admit)
-            )
+            if isinstance(found, OrderAnswer):
+                answer = found
+            else:
+                cache = found.cache.header
+                answer = await service.fetch(found, admit)
         except ProxyError as err:
-            return _batch_item(raw_id[:80], err.status, None, error_body(err), is_json=True)
+            return _batch_item(raw_id[:80], err.status, cache, error_body(err), is_json=True)
         entry = answer.entry
         return _batch_item(
             order_id, entry.status_code, answer.cache.header, entry.body, is_json=False

@@ -20,6 +20,7 @@ from proxy.core.errors import (
 )
 from proxy.observe import accesslog
 from proxy.observe.accesslog import REQUEST_ID, AccessLine
+from proxy.observe.tracing import CURRENT, Tracing, finish_trace, request_trace
 from proxy.web.errors import error_response
 from proxy.web.routes import UNMATCHED, Route
 
@@ -32,22 +33,29 @@ _HTTP_ERRORS: dict[int, type[ProxyError]] = {
 }
 
 
-def make_observe(routes: Mapping[web.AbstractRoute, Route], *, log_requests: bool) -> Middleware:
+def make_observe(
+    routes: Mapping[web.AbstractRoute, Route],
+    *,
+    log_requests: bool,
+    tracing: Tracing | None = None,
+) -> Middleware:
     """The outermost middleware. `routes`: the route table's row of each of the app's routes
-    (filled as they are registered); `log_requests` is False when info lines are filtered out."""
+    (filled as they are registered); `log_requests` is False when info lines are filtered out;
+    `tracing`: set when spans are exported (the caller's trace context is continued anyway)."""
 
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-        return await _observe(request, handler, routes, log_requests)
+        return await _observe(request, handler, routes, log_requests, tracing)
 
     return observe
 
 
-async def _observe(
+async def _observe(  # noqa: PLR0915 - a request's whole life, the hot path, top to bottom
     request: web.Request,
     handler: Handler,
     routes: Mapping[web.AbstractRoute, Route],
     log_requests: bool,
+    tracing: Tracing | None,
 ) -> web.StreamResponse:
     started = time.perf_counter()
     row = routes.get(request.match_info.route, UNMATCHED)
@@ -59,6 +67,11 @@ async def _observe(
     metrics = request.app[METRICS]
     counted = row.counted
     token = REQUEST_ID.set(record.request_id)
+    # The caller's trace, continued (a header lookup when there is none and nothing samples).
+    trace = request_trace(request, route, tracing)
+    if trace is not None:
+        record.trace_id = trace.trace_id
+        trace_token = CURRENT.set(trace)
     if counted:
         metrics.requests_in_flight += 1
     status = 499  # what the log says if the caller went away before an answer
@@ -89,7 +102,12 @@ async def _observe(
         duration = time.perf_counter() - started
         if counted:
             metrics.requests_in_flight -= 1
-            metrics.observe_request(route, status, record.cache, duration)
+            # A recorded trace's id rides along as the latency's exemplar.
+            exemplar = record.trace_id if trace is not None and trace.span is not None else None
+            metrics.observe_request(route, status, record.cache, duration, exemplar)
+        if trace is not None:
+            finish_trace(trace, record, status)
+            CURRENT.reset(trace_token)
         if log_requests or status >= 500:
             if accesslog.fast_path():
                 _write_request_line(request, record, status, duration, counted)
@@ -129,9 +147,12 @@ def _write_request_line(
             record.error_code,
             record.upstream_ms,
             record.coalesced,
+            trace_id=record.trace_id,
         )
     else:
-        line = AccessLine(*head, path=request.path[:200] if info else None)
+        line = AccessLine(
+            *head, path=request.path[:200] if info else None, trace_id=record.trace_id
+        )
     sink.write_line(accesslog.encode_line(line))
 
 
@@ -145,6 +166,8 @@ def _log_request(
         "status": status,
         "duration_ms": accesslog.milliseconds(duration),
     }
+    if record.trace_id is not None:
+        fields["trace_id"] = record.trace_id
     if counted:
         fields["cache"] = record.cache
         for name in ("merchant_id", "order_id", "order_status", "upstream_status", "error_code"):

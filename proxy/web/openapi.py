@@ -41,6 +41,8 @@ _ORDER_ERRORS: dict[str, Any] = {
 _CACHE_HEADERS = {
     **_REQUEST_ID,
     "X-Cache": {"schema": {"type": "string", "enum": ["HIT", "MISS", "BYPASS", "STALE"]}},
+    # RFC 9211: "order-proxy; hit; ttl=N", or "order-proxy; fwd=miss|request|stale[; stored]".
+    "Cache-Status": {"schema": {"type": "string", "pattern": "^order-proxy; (hit|fwd=)"}},
     "ETag": {"schema": {"type": "string"}},
     "Age": {"schema": {"type": "integer", "minimum": 0}},
 }
@@ -56,7 +58,22 @@ _ORDER_HEADERS = [
     {"$ref": "#/components/parameters/version"},
     {"$ref": "#/components/parameters/x-merchantid"},
     {"$ref": "#/components/parameters/x-routing-id"},
-    {"name": "Cache-Control", "in": "header", "schema": {"type": "string", "maxLength": 200}},
+    {
+        "name": "Cache-Control",
+        "in": "header",
+        "description": "no-cache (any line or list member, any case) reads Juspay now: "
+        "X-Cache BYPASS",
+        "schema": {"type": "string", "maxLength": 200},
+    },
+    {
+        "name": "Pragma",
+        "in": "header",
+        "description": "no-cache (HTTP/1.0) does the same, even beside Cache-Control",
+        "schema": {"type": "string", "maxLength": 200},
+    },
+    # W3C trace context: continued to Juspay (an invalid one is ignored, never refused).
+    {"name": "traceparent", "in": "header", "schema": {"type": "string", "maxLength": 512}},
+    {"name": "tracestate", "in": "header", "schema": {"type": "string", "maxLength": 512}},
 ]
 
 
@@ -434,10 +451,10 @@ def build_openapi() -> dict[str, Any]:
                                 "properties": {
                                     "order_id": {"type": "string"},
                                     "http_status": {"type": "integer"},
+                                    # NONE: refused before the cache was asked.
                                     "cache": {
                                         "type": "string",
-                                        "nullable": True,
-                                        "enum": ["HIT", "MISS", "BYPASS", "STALE", None],
+                                        "enum": ["HIT", "MISS", "BYPASS", "STALE", "NONE"],
                                     },
                                     "body": {},
                                 },

@@ -6,8 +6,8 @@ latency. Each is now done at most once per `operator_refresh_seconds` per proces
 
 - /metrics: a scrape is answered by the first rendering that starts after it arrived, so it
   is never older than the scrape; scrapes within the interval wait for, and share, the next.
-- /readyz: Redis' answer is reused for the interval (readiness may lag a second); callers
-  arriving during a check share it.
+- /readyz: Redis' good answer is reused for the interval unless real traffic has seen Redis
+  fail since; a bad one is checked again; callers arriving during a check share it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Generic, TypeVar
 
 from aiohttp import web
@@ -59,35 +60,39 @@ class Coalesced(Generic[T]):
             future.set_exception(exc)
 
 
-class Reused(Generic[T]):
-    """`check()` (a coroutine) run at most once per `interval`; its answer is reused
-    meanwhile, and callers arriving during a check share it."""
+class RedisCheck:
+    """Redis' answer for /readyz. A good answer is reused for `interval` while nothing since
+    has seen Redis fail (`healthy()`, the cache's own view from real traffic); a bad one is
+    checked again at once, callers arriving during a check sharing it. So a flood costs a
+    healthy Redis at most one PING per interval, and an outage or a recovery shows at once."""
 
     def __init__(
         self,
-        check: Callable[[], Awaitable[T]],
+        check: Callable[[], Awaitable[bool]],
+        healthy: Callable[[], bool],
         interval: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._check = check
+        self._healthy = healthy
         self._interval = interval
         self._clock = clock
-        self._value: T | None = None
-        self._at = 0.0
-        self._running: asyncio.Task[T] | None = None
+        self._up_at: float | None = None
+        self._running: asyncio.Task[bool] | None = None
 
-    async def get(self) -> T:
-        if self._value is not None and self._clock() - self._at < self._interval:
-            return self._value
+    async def get(self) -> bool:
+        up_at = self._up_at
+        if up_at is not None and self._clock() - up_at < self._interval and self._healthy():
+            return True
         if self._running is None:
             self._running = asyncio.create_task(self._refresh())
         return await asyncio.shield(self._running)
 
-    async def _refresh(self) -> T:
+    async def _refresh(self) -> bool:
         try:
-            value = await self._check()
-            self._value, self._at = value, self._clock()
-            return value
+            up = await self._check()
+            self._up_at = self._clock() if up else None
+            return up
         finally:
             self._running = None
 
@@ -95,14 +100,23 @@ class Reused(Generic[T]):
 class OperatorViews:
     """One process' /metrics rendering and /readyz Redis check, each bounded in rate."""
 
-    def __init__(self, render: Callable[[], bytes], interval: float) -> None:
+    def __init__(self, render: Callable[..., bytes], interval: float) -> None:
         self.interval = interval
-        self.metrics = Coalesced(render, interval)
-        self._redis: Reused[bool] | None = None
+        # One schedule per format (Prometheus text, OpenMetrics when a scraper asks for it).
+        self._formats = {
+            open_metrics: Coalesced(partial(render, open_metrics=open_metrics), interval)
+            for open_metrics in (False, True)
+        }
+        self._redis: RedisCheck | None = None
 
-    async def redis_up(self, check: Callable[[], Awaitable[bool]]) -> bool:
+    async def render(self, *, open_metrics: bool = False) -> bytes:
+        return await self._formats[open_metrics].get()
+
+    async def redis_up(
+        self, check: Callable[[], Awaitable[bool]], healthy: Callable[[], bool]
+    ) -> bool:
         if self._redis is None:
-            self._redis = Reused(check, self.interval)
+            self._redis = RedisCheck(check, healthy, self.interval)
         return await self._redis.get()
 
 

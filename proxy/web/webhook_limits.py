@@ -24,9 +24,9 @@ from proxy.config.settings import RateLimit, ServerSettings
 from proxy.core.errors import Overloaded
 from proxy.observe.metrics import Metrics
 from proxy.upstream.bulkhead import Bulkhead
-from proxy.web import webhook_jwt
+from proxy.web import jwt_wire
+from proxy.web.jwt_wire import WebhookTokenError
 from proxy.web.ratelimit import LocalGcra
-from proxy.web.webhook_jwt import WebhookTokenError
 
 T = TypeVar("T")
 
@@ -81,21 +81,19 @@ def cheap_refusal(token: str) -> WebhookTokenError | None:
     """What verify_token would refuse without any RSA work (size, shape, header, algorithms):
     checked first, on the event loop, so only a plausible token costs a decryption."""
     parts = token.strip().split(".")
-    if len(token) > webhook_jwt.MAX_TOKEN_BYTES or len(parts) not in (3, 5):
-        return WebhookTokenError(webhook_jwt.MALFORMED)
-    header = webhook_jwt.peek_header(token)
+    if len(token) > jwt_wire.MAX_TOKEN_BYTES or len(parts) not in (3, 5):
+        return WebhookTokenError(jwt_wire.MALFORMED)
+    header = jwt_wire.header_of(parts[0].encode("ascii", errors="replace"))
     if len(parts) == 3 or header is None:
-        return WebhookTokenError(
-            webhook_jwt.NOT_ENCRYPTED if len(parts) == 3 else webhook_jwt.MALFORMED
-        )
-    kid = webhook_jwt.peek_kid(token)
+        return WebhookTokenError(jwt_wire.NOT_ENCRYPTED if len(parts) == 3 else jwt_wire.MALFORMED)
+    kid = jwt_wire.printable_kid(header.get("kid"))
     if (
-        header.get("alg") not in webhook_jwt.KEY_ALGORITHMS
-        or header.get("enc") != webhook_jwt.CONTENT_ENCRYPTION
+        header.get("alg") not in jwt_wire.KEY_ALGORITHMS
+        or header.get("enc") != jwt_wire.CONTENT_ENCRYPTION
     ):
-        return WebhookTokenError(webhook_jwt.BAD_ALGORITHM, kid=kid)
-    if webhook_jwt.REFUSED_HEADERS & header.keys():
-        return WebhookTokenError(webhook_jwt.BAD_HEADER, kid=kid)
+        return WebhookTokenError(jwt_wire.BAD_ALGORITHM, kid=kid)
+    if jwt_wire.REFUSED_HEADERS & header.keys():
+        return WebhookTokenError(jwt_wire.BAD_HEADER, kid=kid)
     return None
 
 

@@ -46,6 +46,7 @@ from proxy.core.errors import (
     Forbidden,
     Unauthorized,
 )
+from proxy.core.lowerbound import floor_of
 from proxy.core.models import WebhookEvent
 from proxy.observe.metrics import Metrics
 from proxy.web import webhook_jwt
@@ -290,11 +291,23 @@ async def _jwt_webhook(request: web.Request, auth: WebhookAuth, token: str) -> w
     except WebhookTokenError as exc:
         if exc.reason == webhook_jwt.REPLAYED:
             # Authentic, fresh, and handled before (Juspay retries): its first copy took effect.
-            metrics.webhook_events.labels(event="other", result="duplicate").inc()
+            label = _replayed_label(request, exc.payload)
+            metrics.webhook_events.labels(event=label, result="duplicate").inc()
             return _answer("duplicate")
         return _jwt_refused(metrics, exc)
     event = _decode(request, verified.payload)
     return await _apply(request, event, frozenset({merchant_id}), auth, (keyring, verified))
+
+
+def _replayed_label(request: web.Request, payload: bytes | None) -> str:
+    """The event label of a copy already handled: its signed event's name, as when first seen."""
+    if payload is None:
+        return "other"
+    try:
+        name = request.app[DECODERS].webhook.decode(payload).event_name
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return "other"  # its first copy was refused as a bad body, and counted then
+    return _event_label(name or "")
 
 
 def _jwt_refused(metrics: Metrics, exc: WebhookTokenError) -> web.Response:
@@ -368,7 +381,9 @@ async def _apply(
     record.order_id = order_id
     service = app[ORDER_SERVICE]
     try:
-        await service.invalidate(merchant_id, order_id, "webhook")
+        # What the event shows of the order is the least Juspay's state now is: the reads
+        # that follow (on every replica) are held to it (core/lowerbound.py).
+        await service.invalidate(merchant_id, order_id, "webhook", floor_of(event, family))
     except CacheUnavailableError as exc:
         metrics.webhook_events.labels(event=label, result="unavailable").inc()
         log.warning("webhook_not_applied", event_name=name[:80], order_id=order_id)

@@ -85,8 +85,10 @@ class Reads:
         self.started = asyncio.Event()
         self.release = asyncio.Event()
 
-    def held(self, name: str, entry: CachedEntry) -> Callable[[str | None], Awaitable[CachedEntry]]:
-        async def fetch(generation: str | None) -> CachedEntry:
+    def held(
+        self, name: str, entry: CachedEntry
+    ) -> Callable[[tuple[str, str] | None], Awaitable[CachedEntry]]:
+        async def fetch(noted: tuple[str, str] | None) -> CachedEntry:
             self.calls[name] += 1
             self.started.set()
             await self.release.wait()
@@ -94,8 +96,8 @@ class Reads:
 
         return fetch
 
-    def failing(self, name: str) -> Callable[[str | None], Awaitable[CachedEntry]]:
-        async def fetch(generation: str | None) -> CachedEntry:
+    def failing(self, name: str) -> Callable[[tuple[str, str] | None], Awaitable[CachedEntry]]:
+        async def fetch(noted: tuple[str, str] | None) -> CachedEntry:
             self.calls[name] += 1
             self.started.set()
             await self.release.wait()
@@ -105,8 +107,8 @@ class Reads:
 
     def immediate(
         self, name: str, entry: CachedEntry
-    ) -> Callable[[str | None], Awaitable[CachedEntry]]:
-        async def fetch(generation: str | None) -> CachedEntry:
+    ) -> Callable[[tuple[str, str] | None], Awaitable[CachedEntry]]:
+        async def fetch(noted: tuple[str, str] | None) -> CachedEntry:
             self.calls[name] += 1
             return entry
 
@@ -129,7 +131,10 @@ async def test_one_replica_leads_and_the_other_follows_with_its_answer(
     reads.release.set()
     led, followed = await asyncio.wait_for(asyncio.gather(leader, follower), PROMPT)
     assert led is answer
-    assert followed == answer  # the leader's answer, read back from Redis
+    # The leader's answer, read back from Redis, marked with the epoch it was fenced on.
+    assert isinstance(followed, CachedEntry)
+    assert followed.body == answer.body
+    assert followed.epoch == a.store.epochs.current()
     assert reads.calls == Counter({"a": 1})
 
 

@@ -9,7 +9,7 @@ from proxy.cache.keys import KeySchema
 def test_entry_key_holds_merchant_order_version_and_option() -> None:
     schema = KeySchema("op")
     key = schema.entry("m1", "O1", "2023-06-30", True)
-    assert key == "op:v2:{m1:O1}:2023-06-30:1"
+    assert key == "op:v3:{m1:O1}:2023-06-30:1"
     assert schema.entry("m2", "O1", "2023-06-30", True) != key
     assert schema.entry("m1", "O1", "2021-01-01", True) != key
     assert schema.entry("m1", "O1", "2023-06-30", False) != key

@@ -197,6 +197,21 @@ async def test_batch_mixes_cached_uncached_unknown_and_malformed_ids(
     assert metric(proxy, "order_proxy_redis_round_trips_total") - trips_before <= 4
 
 
+async def test_batch_items_name_how_far_the_cache_got_even_when_they_fail(
+    make_proxy: ProxyFactory, simulator_state: SimulatorState
+) -> None:
+    simulator_state.add_fault(Fault(kind="status", status=500, order_id="B-FAILS"))
+    proxy = await make_proxy()
+    ids = ["../etc", "B-FAILS", "B-UNKNOWN"]
+    items = (await (await proxy.post("/orders:batchGet", json={"order_ids": ids})).json())["orders"]
+    by_id = {i["order_id"]: (i["http_status"], i["cache"]) for i in items}
+    # Refused before the cache was asked, as the request metric's `none`.
+    assert by_id["../etc"] == (400, "NONE")
+    # Asked, missed, then Juspay failed or answered NOT_FOUND.
+    assert by_id["B-FAILS"] == (502, "MISS")
+    assert by_id["B-UNKNOWN"] == (400, "MISS")
+
+
 async def test_batch_joins_an_in_flight_single_read(
     make_proxy: ProxyFactory, simulator_state: SimulatorState
 ) -> None:
@@ -229,3 +244,23 @@ async def test_bad_batch_requests_answer_400(
     resp = await proxy.post("/orders:batchGet", data=body)
     assert resp.status == 400
     assert simulator_state.total_calls == 0
+
+
+async def test_a_no_cache_waiter_is_never_answered_with_a_state_older_than_its_own_read(
+    make_proxy: ProxyFactory,
+    simulator: TestServer,
+    simulator_state: SimulatorState,
+    redis_server: RedisProcess,
+) -> None:
+    simulator_state.put_order(MERCHANT, "W-NEWER", "PENDING_VBV")
+    # The shared schedule polls rarely: the first waiter's read stays its latest news.
+    proxy = await make_proxy(settings=waiting(simulator, redis_server, poll_initial_seconds=30))
+    first = asyncio.ensure_future(proxy.get("/orders/W-NEWER?wait=3"))
+    await until(lambda: proxy.app[WAITS].watching == 1)
+    simulator_state.put_order(MERCHANT, "W-NEWER", "AUTHORIZING")
+    own = await proxy.get("/orders/W-NEWER?wait=1", headers={"Cache-Control": "no-cache"})
+    assert own.headers["X-Wait"] == "timeout"
+    assert (await own.json())["status"] == "AUTHORIZING"  # its own read, not the older poll
+    # The schedule's latest news is now that read too: the first waiter hears it.
+    earlier = await first
+    assert (await earlier.json())["status"] == "AUTHORIZING"

@@ -1,4 +1,4 @@
-"""Issue 14, item 5: everything the README describes can be tried locally with `order-proxy
+"""Issue 14, item 5: everything docs/simulator.md describes can be tried locally with `order-proxy
 simulate`: several merchants each with its own key, orders still in progress that settle after
 a configurable time, and the control API (advance, refund, faults, webhooks), as documented.
 
@@ -7,6 +7,7 @@ Real processes: the simulator and the proxy, as a newcomer would start them.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import os
@@ -19,11 +20,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from proxy import cli
 from proxy.devtools.simulator import create_simulator_app
 from tests.support.processes import ServiceProcess, free_port, proxy_process
 
 ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text()
+SIMULATOR_DOCS = (ROOT / "docs" / "simulator.md").read_text()
 SHOP, TRAVEL = "m_shop", "m_travel"
 SHOP_KEY, TRAVEL_KEY = "shop_key_0123456789", "travel_key_9876543210"
 HOOK_USER, HOOK_PASSWORD = "hooks", "hook-password-123"
@@ -170,7 +172,7 @@ def test_two_merchants_through_the_proxy_and_every_control_route(tmp_path: Path)
         sim.stop()
 
 
-def test_the_readme_documents_every_control_route_and_simulate_flag() -> None:
+def test_the_simulator_page_documents_every_control_route_and_simulate_flag() -> None:
     app = create_simulator_app()
     routes = {
         (route.method, route.resource.canonical)
@@ -180,14 +182,24 @@ def test_the_readme_documents_every_control_route_and_simulate_flag() -> None:
         and route.method != "HEAD"  # aiohttp's automatic twin of each GET
     }
     assert routes
-    section = README[README.index("### Trying it locally") :]
     for method, path in routes:
-        assert re.search(rf"`{method} {re.escape(path)}`", section), (method, path)
-    table_row = next(
-        line for line in README.splitlines() if line.startswith("| `order-proxy simulate")
-    )
-    for flag in ("--merchant-id", "--api-key-env", "--settle-after"):
-        assert flag in table_row, flag
+        assert re.search(rf"`{method} {re.escape(path)}`", SIMULATOR_DOCS), (method, path)
+    flags = {
+        action.option_strings[-1]
+        for action in _simulate_parser()._actions
+        if action.option_strings and action.option_strings[-1] != "--help"
+    }
+    assert flags >= {"--merchant-id", "--api-key-env", "--settle-after", "--jwt-keys"}
+    table = SIMULATOR_DOCS[SIMULATOR_DOCS.index("| `order-proxy simulate` flag") :]
+    for flag in flags:
+        assert f"`{flag}" in table, flag
+
+
+def _simulate_parser() -> argparse.ArgumentParser:
+    parser = cli._parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    found: argparse.ArgumentParser = commands.choices["simulate"]
+    return found
 
 
 def test_the_demo_shows_two_merchants_a_wait_and_the_control_api() -> None:

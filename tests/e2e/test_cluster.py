@@ -444,3 +444,31 @@ async def test_replicas_still_coalesce_after_the_events_channels_master_dies(
     finally:
         a.stop()
         b.stop()
+
+
+async def test_a_purge_that_must_reach_a_replica_waits_on_the_orders_own_shard(
+    cluster: RedisCluster3,
+    sim: ServiceProcess,
+    http: aiohttp.ClientSession,
+    operator_config: Path,
+) -> None:
+    # This cluster has no replicas: asked to wait for one, each shard's WAIT (sent on the
+    # connection that ran the invalidation) confirms none in time, so nothing is acknowledged.
+    table = cluster.slot_table()
+    orders = one_order_per_master(table, "CLU-WAIT")
+    env = proxy_env(
+        sim,
+        cluster,
+        PROXY_CONFIG_FILE=str(operator_config),
+        REDIS_ACK_REPLICAS="1",
+        REDIS_ACK_TIMEOUT_SECONDS="0.1",
+    )
+    proxy = proxy_process(env).start()
+    auth = basic(OPERATOR_KEY)
+    try:
+        for order_id in orders.values():
+            async with http.delete(f"{proxy.url}/cache/orders/{order_id}", headers=auth) as resp:
+                assert resp.status == 503, await resp.text()
+                assert (await resp.json())["error_code"] == "cache_unavailable"
+    finally:
+        proxy.stop()

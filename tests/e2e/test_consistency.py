@@ -18,8 +18,9 @@ import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from proxy.appkeys import METRICS, ORDER_SERVICE
+from proxy.appkeys import BUS, METRICS, ORDER_SERVICE
 from proxy.cache import keys
+from proxy.cache.bus import INVALIDATED
 from proxy.cache.entries import CachedEntry, EntryCodec, etag_for
 from proxy.config.secrets import Secret
 from proxy.config.settings import ClientSettings, Settings, WebhookSettings
@@ -27,6 +28,7 @@ from proxy.core.orders import OrderQuery
 from proxy.devtools.simulator import Fault, SimulatorState
 from proxy.web.auth import hash_key
 from tests.conftest import MERCHANT, ProxyFactory, make_settings
+from tests.support.epochs import redis_epoch
 from tests.support.processes import RedisProcess
 
 Client = TestClient[web.Request, web.Application]
@@ -311,7 +313,8 @@ async def test_a_stored_body_that_is_not_json_never_breaks_a_batch_answer(
     entry = CachedEntry(key=key, status_code=200, body=body, content_type="application/json",
                         etag=etag_for(body), fetched_at=1.0, fresh_until=4e9,
                         order_status="CHARGED", status_class="final",
-                        generation="g-odd")  # fmt: skip
+                        generation="g-odd",
+                        epoch=await redis_epoch(redis_client))  # fmt: skip
     await redis_client.set(key, EntryCodec().encode(entry))
     resp = await proxy.post(
         "/orders:batchGet", json={"order_ids": ["ODD-1", "JP1636474794"]}, headers=OPS
@@ -373,3 +376,30 @@ async def test_a_sample_of_hits_is_verified_against_juspay(
         assert await refunds(await proxy.get("/orders/VERIFY1", headers=OPS)) == ["SUCCESS"]
     else:
         assert diverged == []
+
+
+async def test_a_no_cache_read_that_finds_a_change_drops_every_variant_on_every_replica(
+    make_proxy: ProxyFactory,
+    simulator: TestServer,
+    simulator_state: SimulatorState,
+    redis_server: RedisProcess,
+) -> None:
+    settings = consistent(simulator, redis_server.url)
+    a, b = await make_proxy(settings=settings), await make_proxy(settings=settings)
+    simulator_state.put_order(MERCHANT, "VARIANTS-1", "CHARGED")
+    old = {**OPS, "version": "2023-06-30"}
+    assert (await a.get("/orders/VARIANTS-1", headers=old)).headers["X-Cache"] == "MISS"
+    for replica in (a, b):
+        await replica.get("/orders/VARIANTS-1", headers=old)
+        assert (await replica.get("/orders/VARIANTS-1", headers=old)).headers["X-Cache"] == "HIT"
+    simulator_state.put_order(MERCHANT, "VARIANTS-1", "CHARGED", [REFUND_SETTLED])
+    heard = asyncio.Event()
+    b.app[BUS].listen(INVALIDATED, lambda base: heard.set())
+    # Another version, never cached: its fresh read still shows the order has changed.
+    newer = {**OPS, "version": "2024-01-01", "Cache-Control": "no-cache"}
+    fresh_read = await a.get("/orders/VARIANTS-1", headers=newer)
+    assert fresh_read.headers["X-Cache"] == "BYPASS"
+    assert await refunds(fresh_read) == ["SUCCESS"]
+    await asyncio.wait_for(heard.wait(), 5)
+    for replica in (a, b):
+        assert await refunds(await replica.get("/orders/VARIANTS-1", headers=old)) == ["SUCCESS"]

@@ -15,13 +15,14 @@ from dataclasses import replace
 
 from aiohttp.test_utils import TestServer
 
-from proxy.appkeys import METRICS
+from proxy.appkeys import BUS, METRICS
 from proxy.config.secrets import Secret
 from proxy.config.settings import ClientSettings, MerchantSettings, WebhookSettings
 from proxy.devtools.simulator import Fault, SimulatorState
 from proxy.upstream.circuit import CircuitBreaker, CircuitSettings, CircuitState
 from proxy.web.auth import hash_key
 from tests.conftest import MERCHANT, ProxyFactory, make_settings
+from tests.support.bus import until_bus
 from tests.support.logcapture import Captured
 from tests.support.processes import RedisProcess
 
@@ -104,6 +105,7 @@ async def test_a_logged_redis_outage_is_followed_by_cache_recovered_when_readyz_
     )
     assert (await proxy.get(f"/orders/{ORDER}")).status == 200
     own_redis.stop()
+    await until_bus(proxy.app[BUS], healthy=False)  # the memory layer is emptied: ask Redis
     assert (await proxy.get(f"/orders/{ORDER}")).status == 200
     assert len(logs.events("cache_unavailable")) == 1
     own_redis.start()

@@ -46,20 +46,26 @@ class Violation:
     allowed: tuple[State, ...]
 
 
-def counts_for(invalidation: Invalidation, answer: Answer) -> bool:
-    """Whether an acknowledged invalidation binds this read."""
-    if invalidation.proxy == answer.proxy:
+def counts_for(
+    invalidation: Invalidation, answer: Answer, multi_process: frozenset[str] = frozenset()
+) -> bool:
+    """Whether an acknowledged invalidation binds this read. A proxy that runs several
+    processes is several replicas behind one port: its own acknowledgements bind its reads
+    like another replica's."""
+    if invalidation.proxy == answer.proxy and answer.proxy not in multi_process:
         return invalidation.ack <= answer.start
     return invalidation.ack + CROSS_REPLICA_BOUND <= answer.start
 
 
 def floor_of(
-    answer: Answer, invalidations: Iterable[Invalidation]
+    answer: Answer,
+    invalidations: Iterable[Invalidation],
+    multi_process: frozenset[str] = frozenset(),
 ) -> tuple[float, Invalidation | None]:
     """L from invalidations alone (before the no-cache rule), and the one that set it."""
     floor, because = -math.inf, None
     for inv in invalidations:
-        if counts_for(inv, answer) and inv.ack > floor:
+        if counts_for(inv, answer, multi_process) and inv.ack > floor:
             floor, because = inv.ack, inv
     return floor, because
 
@@ -87,7 +93,7 @@ def check(history: History) -> list[Violation]:
         if answer.http_status != 200:
             continue
         order_changes = changes[answer.order_id]
-        floor, because = floor_of(answer, invalidations[answer.order_id])
+        floor, because = floor_of(answer, invalidations[answer.order_id], history.multi_process)
         allowed = held_between(order_changes, floor, answer.end)
         state = answer.state
         if state is None:
@@ -190,7 +196,7 @@ def summary(history: History) -> str:
     )
     kinds = Counter(a.kind for a in history.answers)
     return (
-        f"seed {history.seed}: {len(history.answers)} answers "
+        f"seed {history.seed} ({history.topology}): {len(history.answers)} answers "
         f"({answers['200']} ok, {answers['non-200']} non-200, {answers['error']} failed; "
         + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
         + f"), {len(history.changes)} state changes, "
@@ -198,5 +204,7 @@ def summary(history: History) -> str:
         f"({c['webhook_retries']} retried), "
         f"{sum(1 for i in history.invalidations if i.source == 'purge')} purges, "
         f"{c['slow_reads']} slow reads, {c['redis_pauses']} Redis pauses, "
-        f"{c['relay_cuts']} cuts of B's Redis link"
+        f"{c['relay_cuts']} cuts of B's Redis link, {c['redis_outages']} outages, "
+        f"{c['redis_crashes']} crashes, {c['failovers']} failovers, "
+        f"{c['lagging_reads']} webhooks ahead of Juspay's reads"
     )

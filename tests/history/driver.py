@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -34,6 +35,7 @@ from tests.history.model import Answer, Change, History, Invalidation, State
 from tests.support.processes import RedisProcess, ServiceProcess, proxy_process, simulator_process
 from tests.support.relay import Relay
 from tests.support.simctl import control
+from tests.support.topology import PersistentRedis, SentinelSet
 
 MERCHANT, API_KEY = "demo_merchant", "demo_api_key"
 HOOK_USER, HOOK_PASSWORD = "juspay", "history-hook-password"
@@ -180,19 +182,36 @@ def order_body(order_id: str, step: Step) -> dict[str, Any]:
 # --- the processes ------------------------------------------------------------------------
 
 
+# The Redis topologies a cluster can run on (see open_cluster and Run._network).
+TOPOLOGIES = ("standalone", "rdb", "aof", "sentinel")
+
+
 @dataclass
 class Cluster:
-    redis: RedisProcess
+    topology: str
     sim: ServiceProcess
     proxies: dict[str, ServiceProcess]
-    relay: Relay
     http: aiohttp.ClientSession
-    redis_client: aioredis.Redis
     run_id: str
+    # standalone, rdb, aof: the one Redis, and B's link to it through a relay.
+    redis: RedisProcess | None = None
+    relay: Relay | None = None
+    # sentinel: a primary, a replica behind a relay, and a Sentinel (one failover each).
+    ha: SentinelSet | None = None
+    # Proxies running several processes (`--workers`): an invalidation one of them
+    # acknowledges reaches its siblings over the bus, like another replica's.
+    multi_process: frozenset[str] = frozenset()
     runs: int = 0
 
     def url(self, proxy: str) -> str:
         return self.proxies[proxy].url
+
+    def primary_client(self) -> aioredis.Redis:
+        """A client of the current primary (for CLIENT PAUSE); the caller closes it."""
+        if self.ha is not None:
+            return aioredis.Redis(port=self.ha.primary.port)
+        assert self.redis is not None
+        return aioredis.Redis(port=self.redis.port)
 
 
 def _config(path: Path, key_prefix: str) -> Path:
@@ -231,26 +250,51 @@ async def _start(proc: ServiceProcess, stack: contextlib.AsyncExitStack) -> Serv
 
 
 @contextlib.asynccontextmanager
-async def open_cluster() -> AsyncIterator[Cluster]:
-    """Redis, the simulator, the relay and proxies A and B; everything stopped on exit."""
+async def open_cluster(topology: str = "standalone", workers: int = 2) -> AsyncIterator[Cluster]:
+    """Redis in `topology`, the simulator, and proxies A (`--workers workers`) and B; for the
+    standalone, rdb and aof topologies B reaches Redis through a relay. Everything is stopped
+    on exit. A sentinel cluster fails over once: open one per seed."""
+    if topology not in TOPOLOGIES:
+        raise ValueError(f"unknown topology {topology!r}")
     run_id = hashlib.sha256(f"{time.time_ns()}".encode()).hexdigest()[:8]
     async with contextlib.AsyncExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="order-proxy-hist-")))
-        redis = RedisProcess()
-        await asyncio.to_thread(redis.start)
-        stack.push_async_callback(asyncio.to_thread, redis.close)
-        relay = await Relay(redis.port).start()
-        stack.push_async_callback(relay.close)
+        redis: RedisProcess | None = None
+        relay: Relay | None = None
+        ha: SentinelSet | None = None
+        if topology == "sentinel":
+            ha = await SentinelSet.start()
+            stack.push_async_callback(ha.close)
+            url_a = url_b = ha.url
+        else:
+            redis = (
+                RedisProcess()
+                if topology == "standalone"
+                else PersistentRedis(aof=topology == "aof")
+            )
+            await asyncio.to_thread(redis.start)
+            stack.push_async_callback(asyncio.to_thread, redis.close)
+            relay = await Relay(redis.port).start()
+            stack.push_async_callback(relay.close)
+            url_a, url_b = redis.url, relay.url()
         sim = await _start(simulator_process(MERCHANT, API_KEY), stack)
         config = _config(tmp / "proxy.toml", f"history-{run_id}")
-        a = await _start(proxy_process(_proxy_env(sim, redis.url, config)), stack)
-        b = await _start(proxy_process(_proxy_env(sim, relay.url(), config)), stack)
+        a = await _start(proxy_process(_proxy_env(sim, url_a, config), workers=workers), stack)
+        b = await _start(proxy_process(_proxy_env(sim, url_b, config)), stack)
         http = await stack.enter_async_context(
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100))
         )
-        redis_client = aioredis.Redis.from_url(redis.url)
-        stack.push_async_callback(redis_client.aclose)
-        yield Cluster(redis, sim, {"A": a, "B": b}, relay, http, redis_client, run_id)
+        yield Cluster(
+            topology,
+            sim,
+            {"A": a, "B": b},
+            http,
+            run_id,
+            redis=redis,
+            relay=relay,
+            ha=ha,
+            multi_process=frozenset({"A"}) if workers > 1 else frozenset(),
+        )
 
 
 # --- one seed -----------------------------------------------------------------------------
@@ -268,7 +312,9 @@ class Run:
         self.cluster = cluster
         self.seed = seed
         self.schedule = schedule
-        self.history = History(seed=seed, t0=now())
+        self.history = History(
+            seed=seed, t0=now(), topology=cluster.topology, multi_process=cluster.multi_process
+        )
         self.deadline = self.history.t0 + schedule.seconds
         self._ops = itertools.count(1)
         self._auth = {"Authorization": basic(OPERATOR_KEY)}
@@ -306,9 +352,7 @@ class Run:
                 group.create_task(self._operator())
                 group.create_task(self._network())
         finally:
-            self.cluster.relay.restore()
-            with contextlib.suppress(RedisError, OSError):
-                await self.cluster.redis_client.client_unpause()
+            await self._heal()
             with contextlib.suppress(aiohttp.ClientError, AssertionError):
                 await control(self.http, self.cluster.sim, "faults", method="DELETE")
         history.note(now(), "", "schedule over; settling before the final reads")
@@ -343,7 +387,9 @@ class Run:
             order.poke.clear()
             if self._over():
                 return
-            await self._change(order.order_id, step)
+            lag = rng.uniform(0.1, 0.8) if step.event and rng.random() < 0.3 else 0.0
+            if not lag:
+                await self._change(order.order_id, step)
             if not step.event:
                 continue
             event = {
@@ -352,7 +398,21 @@ class Run:
                 "date_created": _stamp(time.time(), ms=self.schedule.ms_stamps),
                 "content": {"order": order_body(order.order_id, step)},
             }
-            await self._deliver(order.order_id, event, retries, replay=False)
+            acked = await self._deliver(order.order_id, event, retries, replay=False)
+            if lag:
+                # Juspay's read side lags its webhook: reads show the old state a while
+                # longer. Once they catch up, nothing older than the webhook may be served:
+                # the webhook binds from then on.
+                self.history.note(now(), order.order_id, f"read side lags by {lag:.2f}s")
+                await asyncio.sleep(lag)
+                await self._change(order.order_id, step)
+                self.history.counts["lagging_reads"] += 1
+                if acked is not None:
+                    caught_up = self.history.changes[-1].after
+                    self.history.invalidations[acked] = dataclasses.replace(
+                        self.history.invalidations[acked],
+                        ack=max(self.history.invalidations[acked].ack, caught_up),
+                    )
             sent.append(event)
             if len(sent) > 1 and rng.random() < 0.2:
                 # Juspay delivers duplicates: an older event arrives again, late.
@@ -360,8 +420,9 @@ class Run:
 
     async def _deliver(
         self, order_id: str, event: dict[str, Any], rng: Random, *, replay: bool
-    ) -> None:
-        """POST the webhook to a random proxy until one answers 200, as Juspay retries."""
+    ) -> int | None:
+        """POST the webhook to a random proxy until one answers 200, as Juspay retries; the
+        index of its acknowledged invalidation in the history (None: none recorded)."""
         body = json.dumps(event).encode()
         name = str(event["event_name"])
         headers = {**self._hook_auth, "Content-Type": "application/json"}
@@ -385,7 +446,8 @@ class Run:
                             history.invalidations.append(
                                 Invalidation(order_id, proxy, ack, "webhook", f"{name}: {result}")
                             )
-                        return
+                            return len(history.invalidations) - 1
+                        return None
                     history.note(ack, order_id, f"webhook {name} to {proxy}: {resp.status}")
             except (aiohttp.ClientError, TimeoutError) as exc:
                 history.note(now(), order_id, f"webhook {name} to {proxy}: {type(exc).__name__}")
@@ -393,6 +455,7 @@ class Run:
             await asyncio.sleep(rng.uniform(0.1, 0.3))
         history.note(now(), order_id, f"webhook {name} never acknowledged")
         history.counts["webhooks_abandoned"] += 1
+        return None
 
     # --- readers ------------------------------------------------------------------------
 
@@ -546,34 +609,124 @@ class Run:
             self.history.note(now(), order_id, f"purge via {proxy}: {type(exc).__name__}")
 
     async def _network(self) -> None:
-        """Redis pauses (CLIENT PAUSE ... ALL) and cuts of B's link to Redis."""
+        """Redis pauses (CLIENT PAUSE ... ALL) and, by topology: cuts of B's link to Redis,
+        Redis outages (standalone), crashes and restarts from the RDB snapshot or the AOF
+        (rdb, aof), a failover to a lagging replica (sentinel, once)."""
         rng = _rng(f"{self.seed}/network")
-        history = self.history
-        relay = self.cluster.relay
+        topology = self.cluster.topology
+        failed_over = False
         while not self._over():
             await asyncio.sleep(rng.uniform(*self.schedule.nemesis_every))
             if self._over():
                 return
-            if rng.random() < 0.5:
-                ms = rng.randint(200, 800)
-                await self.cluster.redis_client.client_pause(ms, all=True)
-                history.counts["redis_pauses"] += 1
-                history.note(now(), "", f"nemesis: Redis paused for {ms} ms")
-                continue
-            # 1-3 s, but a short schedule does not wait long past its end for a cut to heal.
-            hold = min(rng.uniform(1.0, 3.0), max(0.5, self.deadline + 1.0 - now()))
-            reset = rng.random() < 0.3
-            relay.cut()
-            history.counts["relay_cuts"] += 1
-            history.note(now(), "", f"nemesis: B's Redis link cut for {hold:.2f}s")
+            roll = rng.random()
+            if roll < 0.3:
+                await self._pause(rng)
+            elif topology == "sentinel":
+                if not failed_over and roll > 0.5:
+                    failed_over = True
+                    await self._failover(rng)
+            elif roll < 0.6:
+                await self._cut(rng)
+            elif topology == "standalone":
+                await self._outage(rng)
+            else:
+                await self._crash(rng)
+
+    async def _pause(self, rng: Random) -> None:
+        ms = rng.randint(200, 800)
+        client = self.cluster.primary_client()
+        try:
+            await client.client_pause(ms, all=True)
+        except (RedisError, OSError):
+            return
+        finally:
+            await client.aclose()
+        self.history.counts["redis_pauses"] += 1
+        self.history.note(now(), "", f"nemesis: Redis paused for {ms} ms")
+
+    def _hold(self, rng: Random, low: float, high: float) -> float:
+        # A short schedule does not wait long past its end for a fault to heal.
+        return min(rng.uniform(low, high), max(0.5, self.deadline + 1.0 - now()))
+
+    async def _cut(self, rng: Random) -> None:
+        relay = self.cluster.relay
+        assert relay is not None
+        history = self.history
+        hold = self._hold(rng, 1.0, 3.0)
+        reset = rng.random() < 0.3
+        relay.cut()
+        history.counts["relay_cuts"] += 1
+        history.note(now(), "", f"nemesis: B's Redis link cut for {hold:.2f}s")
+        try:
+            await asyncio.sleep(hold)
+            if reset:
+                relay.reset()
+                history.note(now(), "", "nemesis: B's Redis connections reset")
+        finally:
+            relay.restore()
+        history.note(now(), "", "nemesis: B's Redis link restored")
+
+    async def _outage(self, rng: Random) -> None:
+        """Redis stops (both proxies lose it), then starts again empty."""
+        redis = self.cluster.redis
+        assert redis is not None
+        hold = self._hold(rng, 0.5, 1.5)
+        await asyncio.to_thread(redis.stop)
+        self.history.counts["redis_outages"] += 1
+        self.history.note(now(), "", f"nemesis: Redis down for {hold:.2f}s")
+        try:
+            await asyncio.sleep(hold)
+        finally:
+            await asyncio.to_thread(redis.start)
+        self.history.note(now(), "", "nemesis: Redis back (empty)")
+
+    async def _crash(self, rng: Random) -> None:
+        """SIGKILL Redis and restart it from its files: an RDB snapshot taken a moment before
+        (so the writes since are lost), or the AOF."""
+        redis = self.cluster.redis
+        assert isinstance(redis, PersistentRedis)
+        history = self.history
+        if self.cluster.topology == "rdb":
+            client = self.cluster.primary_client()
             try:
-                await asyncio.sleep(hold)
-                if reset:
-                    relay.reset()
-                    history.note(now(), "", "nemesis: B's Redis connections reset")
+                await client.save()
+            except (RedisError, OSError):
+                return
             finally:
-                relay.restore()
-            history.note(now(), "", "nemesis: B's Redis link restored")
+                await client.aclose()
+            history.note(now(), "", "nemesis: Redis snapshot saved")
+            await asyncio.sleep(rng.uniform(0.2, 0.8))  # changes and webhooks go on
+        await asyncio.to_thread(redis.crash)
+        history.counts["redis_crashes"] += 1
+        history.note(now(), "", f"nemesis: Redis killed ({self.cluster.topology})")
+        await asyncio.to_thread(redis.start)
+        history.note(now(), "", "nemesis: Redis restarted from its files")
+
+    async def _failover(self, rng: Random) -> None:
+        """The replica falls behind, the primary dies, Sentinel promotes the replica."""
+        ha = self.cluster.ha
+        assert ha is not None
+        history = self.history
+        ha.relay.cut()
+        history.note(now(), "", "nemesis: the replica's link held (it lags)")
+        await asyncio.sleep(rng.uniform(0.2, 0.8))  # changes and webhooks go on
+        await asyncio.to_thread(ha.crash_primary)
+        history.counts["failovers"] += 1
+        history.note(now(), "", "nemesis: primary killed")
+        await ha.until_switched()
+        history.note(now(), "", "nemesis: Sentinel promoted the replica")
+
+    async def _heal(self) -> None:
+        """Whatever a nemesis left broken when the schedule ended (pauses expire alone)."""
+        if self.cluster.relay is not None:
+            self.cluster.relay.restore()
+        if self.cluster.redis is not None and self.cluster.redis.proc is None:
+            await asyncio.to_thread(self.cluster.redis.start)
+        client = self.cluster.primary_client()
+        with contextlib.suppress(RedisError, OSError):
+            await client.client_unpause()
+        await client.aclose()
 
 
 def _stamp(at: float, *, ms: bool) -> str:

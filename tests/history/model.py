@@ -90,6 +90,9 @@ class Answer:
 class History:
     seed: int
     t0: float
+    topology: str = "standalone"
+    # Proxies that run several processes: see checker.counts_for.
+    multi_process: frozenset[str] = frozenset()
     orders: list[str] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
     invalidations: list[Invalidation] = field(default_factory=list)

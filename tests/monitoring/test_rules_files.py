@@ -66,7 +66,7 @@ def test_alerts_have_severity_annotations_and_runbook(rules: dict[str, Any]) -> 
         annotations = rule["annotations"]
         assert annotations["summary"].strip(), name
         assert annotations["description"].strip(), name
-        assert annotations["runbook"] == "README.md#monitoring", name
+        assert annotations["runbook_url"] == f"docs/operations.md#{name.lower()}", name
 
 
 def test_refused_api_key_is_critical(rules: dict[str, Any]) -> None:
@@ -95,7 +95,11 @@ def test_kustomization_shape(monitoring_dir: Path) -> None:
     (generator,) = kustomization["configMapGenerator"]
     assert generator["name"] == "order-proxy-dashboard"
     assert generator["files"] == ["dashboard.json"]
-    assert generator["options"]["labels"] == {"grafana_dashboard": "1"}
+    assert generator["options"]["labels"] == {
+        "grafana_dashboard": "1",
+        "app.kubernetes.io/name": "order-proxy",
+        "app.kubernetes.io/part-of": "order-proxy",
+    }
     assert generator["options"]["disableNameSuffixHash"] is True
 
 
@@ -123,7 +127,11 @@ def test_kustomize_build(monitoring_dir: Path) -> None:
     assert set(docs) == {"ConfigMap", "PrometheusRule"}
     configmap = docs["ConfigMap"]
     assert configmap["metadata"]["name"] == "order-proxy-dashboard"
-    assert configmap["metadata"]["labels"] == {"grafana_dashboard": "1"}
+    assert configmap["metadata"]["labels"] == {
+        "grafana_dashboard": "1",
+        "app.kubernetes.io/name": "order-proxy",
+        "app.kubernetes.io/part-of": "order-proxy",
+    }
     dashboard_text = (monitoring_dir / "dashboard.json").read_text(encoding="utf-8")
     assert configmap["data"]["dashboard.json"] == dashboard_text
     assert docs["PrometheusRule"]["metadata"]["name"] == "order-proxy"

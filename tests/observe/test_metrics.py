@@ -66,7 +66,7 @@ ALLOWED_LABEL_VALUES: Mapping[str, Callable[[str], bool]] = {
             "webhook_jwt_required",
         }
         | {f"jwt_{reason}" for reason in JWT_REASONS}  # JWT webhooks refused, by why
-        | {"undecodable", "foreign_key", "checksum"}  # entries read back and not served
+        | {"undecodable", "foreign_key", "checksum", "epoch"}  # entries read back and not served
         | set(CONNECTION_REFUSALS)  # bounds that hold without a key
     ).__contains__,
     "layer": frozenset({"memory", "redis"}).__contains__,

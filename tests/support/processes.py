@@ -266,9 +266,10 @@ def simulator_process(merchant: str = "demo_merchant", key: str = "demo_api_key"
     )
 
 
-def proxy_process(env: dict[str, str]) -> ServiceProcess:
+def proxy_process(env: dict[str, str], workers: int = 1) -> ServiceProcess:
     """`order-proxy serve` on a free port. The verification sample is off unless `env` turns it
     on: its background reads would make upstream call counts a matter of chance."""
     port = free_port()
     defaults = {"PROXY_PORT": str(port), "LOG_LEVEL": "info", "PROXY_VERIFY_SAMPLE_RATE": "0"}
-    return ServiceProcess(["serve"], {**defaults, **env}, b'"listening"', port)
+    args = ["serve"] if workers == 1 else ["serve", "--workers", str(workers)]
+    return ServiceProcess(args, {**defaults, **env}, b'"listening"', port)

@@ -19,12 +19,19 @@ class RawResponse:
 
 
 async def raw_get(
-    host: str, port: int, target: str, headers: dict[str, str] | None = None
+    host: str,
+    port: int,
+    target: str,
+    headers: dict[str, str] | list[tuple[str, str]] | None = None,
+    *,
+    version: str = "1.1",
 ) -> RawResponse:
+    """`headers` as a list of pairs sends a name on several lines, in that order."""
     reader, writer = await asyncio.open_connection(host, port)
+    pairs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
     try:
-        lines = [f"GET {target} HTTP/1.1", f"Host: {host}:{port}", "Connection: close"]
-        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        lines = [f"GET {target} HTTP/{version}", f"Host: {host}:{port}", "Connection: close"]
+        lines += [f"{k}: {v}" for k, v in pairs]
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         await writer.drain()
         data = await reader.read()

@@ -19,6 +19,7 @@ from proxy.core.orders import OrderQuery
 from proxy.devtools.simulator import Fault, SimulatorState
 from proxy.upstream.circuit import CircuitBreaker, CircuitSettings, CircuitState
 from tests.conftest import MERCHANT, ProxyFactory, make_settings
+from tests.support.epochs import redis_epoch
 from tests.support.processes import RedisProcess
 
 ORDER = "JP1636474794"
@@ -200,6 +201,7 @@ async def _seed_expired(
         order_status="CHARGED",
         status_class=status_class,
         generation="seeded",
+        epoch=await redis_epoch(redis_client),
     )
     await redis_client.set(keys.gen_key(keys.base_of(key)), b"seeded", ex=600)
     await redis_client.set(key, EntryCodec().encode(entry), ex=600)
@@ -219,6 +221,7 @@ async def test_expired_final_entry_answers_stale_when_juspay_fails(
     resp = await proxy.get("/orders/STALE1")
     assert resp.status == 200
     assert resp.headers["X-Cache"] == "STALE"
+    assert resp.headers["Cache-Status"] == "order-proxy; fwd=stale"
     assert int(resp.headers["Age"]) >= 100
     assert await resp.read() == body
     assert simulator_state.calls["STALE1"] == 1  # it did try Juspay first

@@ -34,7 +34,7 @@ from proxy.config.settings import (
     Settings,
     WebhookSettings,
 )
-from proxy.devtools.simulator import SimulatorState
+from proxy.devtools.simulator import SimulatorState, Stage
 from proxy.web import webhook_jwt as jw
 from tests.conftest import (
     API_KEY,
@@ -294,10 +294,14 @@ async def test_a_replayed_jwt_webhook_is_acknowledged_as_a_duplicate_and_changes
     for replay in (body, rewrapped):
         assert await post(jwt_proxy, replay) == (200, {"status": "ok", "result": "duplicate"})
     await assert_unchanged(jwt_proxy, simulator_state, "REPLAY1", 2)
-    assert (
-        metric(jwt_proxy, "order_proxy_webhook_events_total", event="other", result="duplicate")
-        == 2
-    )
+    # Counted as the event they carry, like its first copy (not as "other").
+    duplicates = {
+        label: metric(
+            jwt_proxy, "order_proxy_webhook_events_total", event=label, result="duplicate"
+        )
+        for label in ("order_refunded", "other")
+    }
+    assert duplicates == {"order_refunded": 2, "other": 0}
 
 
 def _tampered(keys: Keys) -> bytes:
@@ -634,6 +638,12 @@ async def test_every_event_family_is_read_for_its_order_or_acknowledged(
     name, content, result, unknown = case
     proxy = migrating_proxy
     await cache_order(proxy, simulator_state, "FAM1")
+    if name.startswith("CHARGEBACK_"):
+        # Juspay's order holds the chargeback its event is about (a read without one lags
+        # the event: see test_webhook_lower_bound.py).
+        body = simulator_state.order_body(MERCHANT, "FAM1", "CHARGED")
+        chargeback = {"id": "cb1", "dispute_status": "OPEN", "date_resolved": None}
+        simulator_state.script(MERCHANT, "FAM1", [Stage({**body, "chargebacks": [chargeback]})])
     status, answer = await post(proxy, event(None, name=name, content=content), A_CREDS)
     assert (status, answer) == (200, {"status": "ok", "result": result})
     if result == "invalidated":

@@ -251,7 +251,9 @@ async def test_with_redis_down_limits_are_per_process_and_no_request_fails(
     assert await statuses([a], FREE_KEY, 3) == [200] * 3
     assert sample(a, "order_proxy_redis_errors_total", operation="ratelimit") >= 1
     assert limited_count(a, "limited", "all") == 1
-    assert simulator_state.calls[ORDER] == 7  # Redis down: every admitted read went to Juspay
+    # Redis down: each process read Juspay once and answered the rest from what it keeps
+    # through an outage (the grace), so the limits above were about requests, not Juspay.
+    assert simulator_state.calls[ORDER] == 2
 
 
 async def test_limiter_falls_back_to_local_and_shares_again_when_redis_answers(
@@ -332,7 +334,8 @@ async def test_upstream_limit_counts_only_reads_that_would_call_juspay(
         "/orders:batchGet", json={"order_ids": [ORDER, "OTHER1"]}, headers=creds
     )
     items = (await batch.json())["orders"]
-    assert [(i["http_status"], i["cache"]) for i in items] == [(200, "HIT"), (429, None)]
+    # The refused id was looked up (a miss) before its upstream call was refused.
+    assert [(i["http_status"], i["cache"]) for i in items] == [(200, "HIT"), (429, "MISS")]
     assert items[1]["body"]["error_code"] == "rate_limited"
     assert simulator_state.calls["OTHER1"] == 0  # refused before Juspay
     assert simulator_state.calls[ORDER] == 1

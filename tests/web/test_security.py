@@ -404,8 +404,8 @@ async def test_only_allow_listed_headers_go_out(make_proxy: ProxyFactory) -> Non
     resp = await proxy.get(f"/orders/{ORDER}")
     assert "Server" not in resp.headers
     allowed = {
-        "content-type", "content-length", "x-cache", "etag", "cache-control", "x-request-id",
-        "age", "date",
+        "content-type", "content-length", "x-cache", "cache-status", "etag", "cache-control",
+        "x-request-id", "age", "date",
     }  # fmt: skip
     assert {h.lower() for h in resp.headers} <= allowed
 
