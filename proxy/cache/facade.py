@@ -95,8 +95,8 @@ class OrderCache:
         self._clock = clock
         # With Redis, the memory store is a front layer (off when front_ttl is 0).
         self._front_ttl = front_ttl if remote is not None else 0.0
-        # While the bus is down: the age (since its read started) past which a memory entry
-        # is not served, and how long an answer read during a Redis outage is kept.
+        # How long an answer Redis could not fence (an outage) is kept in memory, from when its
+        # read started; while the bus is down nothing else is served from memory.
         self._grace = grace
         # Webhook lower bounds set by this process (Redis keeps the shared ones).
         self._floors: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
@@ -112,11 +112,13 @@ class OrderCache:
         self._fenced = metrics.fenced_saves
         if remote is not None:
             metrics.redis_up.set(1)
+            # Redis restarted or failed over: its entries are refused (another epoch), and the
+            # copies in memory may be of entries an invalidation it lost had dropped.
+            remote.epochs.on_change(lambda node: self._forget_all())
         if bus is not None:
             bus.listen(INVALIDATED, self.forget)
-            bus.on_state(self._bus_state_changed)
-        if remote is not None:
-            remote.epochs.on_change(self._epoch_changed)
+            # Messages may have been missed while the link was down (or is now).
+            bus.on_state(lambda healthy: self._forget_all())
 
     @property
     def layer(self) -> str:
@@ -311,14 +313,7 @@ class OrderCache:
         if self._memory.invalidate(key_base):
             self._update_memory_gauges()
 
-    def _bus_state_changed(self, healthy: bool) -> None:
-        # Messages may have been missed while the link was down (or is now): forget all.
-        self._memory.clear()
-        self._update_memory_gauges()
-
-    def _epoch_changed(self, node: str) -> None:
-        # Redis restarted or failed over: its entries are refused (another epoch), and the
-        # copies in memory may be of entries an invalidation it lost had dropped.
+    def _forget_all(self) -> None:
         self._memory.clear()
         self._update_memory_gauges()
 

@@ -57,7 +57,8 @@ MEANINGS: Final[Mapping[str, str]] = {
     "upstream.attempt_timeout_seconds": "deadline of each attempt (all share `timeout_seconds`)",
     "upstream.max_concurrent": "bulkhead: upstream calls at once",
     "upstream.max_queue": "calls waiting for a bulkhead slot; beyond: 503 `overloaded`",
-    "upstream.circuit.failure_threshold": "consecutive failed reads (one read: every retry of one caller request) that open the circuit",
+    "upstream.circuit.failure_threshold": "consecutive failed reads that open the circuit "
+    "(one read: a caller's request, retries included)",
     "upstream.circuit.failure_ratio": "or this share of failures over the last `window` calls",
     "upstream.circuit.window": "calls the failure ratio is taken over",
     "upstream.circuit.min_calls": "calls the window must hold before the ratio counts",
