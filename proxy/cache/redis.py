@@ -32,9 +32,9 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
-from proxy.cache import keys
+from proxy.cache import keys, scripts
 from proxy.cache.entries import CachedEntry, EntryCodec, Rejected
-from proxy.cache.epoch import EPOCH_LUA, EpochTracker, install
+from proxy.cache.epoch import EpochTracker, install
 from proxy.cache.pipeline import AutoPipeline, RedisCommandError
 
 # How long a cluster slot whose node failed is skipped before one request probes it again.
@@ -68,142 +68,6 @@ class Role(enum.IntEnum):
 
 def new_generation() -> str:
     return uuid.uuid4().hex
-
-
-# Note the order's generation, creating it if there is none, and this primary's epoch (read
-# in the same atomic step: see epoch.py), and the last webhook's lower bound if one is set.
-# KEYS: gen, floor; ARGV: fresh, ttl s. Returns {gen, epoch, floor or nil}.
-_NOTE_SCRIPT = (
-    EPOCH_LUA
-    + """
-local g = redis.call('GET', KEYS[1])
-if not g then
-  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-  g = ARGV[1]
-end
-return {g, epoch(), redis.call('GET', KEYS[2])}
-"""
-)
-# Take the miss lock for a key and note the generation. A lock held by a read of an older
-# generation is taken over: its answer predates an invalidation and must not be shared now.
-# A follower whose leader failed (ARGV[5] = '1') takes an answer another leader of this
-# generation shared meanwhile rather than lead a call of its own.
-# KEYS: lock, answer, gen, floor; ARGV: token, lock ttl ms, fresh gen, gen ttl s, rejoining.
-# Returns {LEAD | FOLLOW | SHARED, generation, epoch, the webhook floor or nil}.
-_LOCK_SCRIPT = (
-    EPOCH_LUA
-    + """
-local g = redis.call('GET', KEYS[3])
-if not g then
-  redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4])
-  g = ARGV[3]
-end
-local floor = redis.call('GET', KEYS[4])
-local held = redis.call('GET', KEYS[1])
-if held and string.sub(held, 34) == g then return {0, g, epoch(), floor} end
-if ARGV[5] == '1' and not held then
-  local shared = redis.call('GET', KEYS[2])
-  if shared and string.sub(shared, 1, #g + 1) == g .. '|' then return {2, g, epoch(), floor} end
-end
-redis.call('SET', KEYS[1], ARGV[1] .. '|' .. g, 'PX', ARGV[2])
-redis.call('DEL', KEYS[2])
-return {1, g, epoch(), floor}
-"""
-)
-# Store an entry if the order's generation is still the one its read noted.
-# KEYS: entry, variants, gen; ARGV: value, ttl s, noted gen, state|etag. 1 stored, 0 fenced.
-_SAVE_SCRIPT = """
-if redis.call('GET', KEYS[3]) ~= ARGV[3] then return 0 end
-local ttl = tonumber(ARGV[2])
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
-redis.call('HSET', KEYS[2], KEYS[1], ARGV[4])
-if redis.call('TTL', KEYS[2]) < ttl then redis.call('EXPIRE', KEYS[2], ttl) end
-if redis.call('TTL', KEYS[3]) < ttl then redis.call('EXPIRE', KEYS[3], ttl) end
-return 1
-"""
-# The save of a read that must reflect Juspay now (no-cache, verification). Fenced like a
-# save; if any stored variant of the order disagrees with this read (the same variant with
-# other bytes, or another variant of the whole order with another state: status, refunds...;
-# a payment attempt's answer (`:t:` keys) is compared with itself only), every variant is
-# dropped and every replica told first; storing also moves the generation on, so older reads
-# still in flight cannot overwrite this answer. Variants are indexed as "<state>|<etag>".
-# KEYS: entry, variants, gen; ARGV: value ('' = nothing to store), ttl s, noted gen,
-# state|etag, fresh gen, gen ttl s, channel, message, state.
-# 0 fenced, 1 stored, 2 changed, 3 unchanged.
-_REPLACE_SCRIPT = """
-if redis.call('GET', KEYS[3]) ~= ARGV[3] then return 0 end
-local result = 3
-local known = redis.call('HGETALL', KEYS[2])
-local attempt = string.find(KEYS[1], ':t:', 1, true)
-for i = 1, #known, 2 do
-  local k, v = known[i], known[i + 1]
-  if k == KEYS[1] then
-    if v ~= ARGV[4] then result = 2 end
-  elseif not attempt and not string.find(k, ':t:', 1, true) then
-    if string.match(v, '^[^|]*') ~= ARGV[9] then result = 2 end
-  end
-  if result == 2 then break end
-end
-if result == 2 then
-  for i = 1, #known, 2 do redis.call('DEL', known[i]) end
-  redis.call('DEL', KEYS[2])
-  redis.call('PUBLISH', ARGV[7], ARGV[8])
-end
-if ARGV[1] == '' then
-  if result == 2 then redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6]) end
-  return result
-end
-local ttl = tonumber(ARGV[2])
-redis.call('SET', KEYS[3], ARGV[5], 'EX', math.max(ttl, tonumber(ARGV[6])))
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
-redis.call('HSET', KEYS[2], KEYS[1], ARGV[4])
-if redis.call('TTL', KEYS[2]) < ttl then redis.call('EXPIRE', KEYS[2], ttl) end
-if result == 3 then result = 1 end
-return result
-"""
-# Invalidate one order: a new generation, every variant dropped, every replica told; a
-# webhook also leaves its lower bound for the reads that follow (see core/lowerbound.py).
-# KEYS: gen, variants, floor; ARGV: fresh gen, gen ttl s, channel, message, floor ('' none),
-# floor ttl s. The count dropped.
-_INVALIDATE_SCRIPT = """
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-if ARGV[5] ~= '' then redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6]) end
-local n = 0
-for _, k in ipairs(redis.call('HKEYS', KEYS[2])) do n = n + redis.call('DEL', k) end
-redis.call('DEL', KEYS[2])
-redis.call('PUBLISH', ARGV[3], ARGV[4])
-return n
-"""
-# The leader's answer for followers on other replicas, and the lock released, in one round
-# trip; only while this leader still holds the lock (an invalidation may have let a newer
-# read take it over). The answer is shared (and announced) only if a follower said it is
-# waiting; it is stored as "<generation>|<entry>". KEYS: answer, lock, followers;
-# ARGV: answer, ttl ms, lock value, channel, message.
-_SHARE_SCRIPT = """
-if redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
-if redis.call('EXISTS', KEYS[3]) == 1 then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  redis.call('PUBLISH', ARGV[4], ARGV[5])
-end
-redis.call('DEL', KEYS[2])
-return 1
-"""
-# Hold (take or extend) a lease. KEYS[1] lease key; ARGV: token, ttl ms. 1 if ours now.
-_HOLD_SCRIPT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-return 0
-"""
-# Release a lock only if this token holds it (whatever generation it was taken for).
-# KEYS[1] lock key; ARGV[1] token.
-_UNLOCK_SCRIPT = """
-local held = redis.call('GET', KEYS[1])
-if held and string.sub(held, 1, 32) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 class RedisStore:
@@ -326,7 +190,7 @@ class RedisStore:
         """The order's generation now (created if absent), the primary's epoch and the last
         webhook's lower bound (if any): a read notes them before it calls Juspay."""
         gen, epoch, floor = await self._script(
-            _NOTE_SCRIPT,
+            scripts.NOTE,
             [keys.gen_key(base), keys.floor_key(base)],
             new_generation(),
             self._gen_ttl,
@@ -337,7 +201,7 @@ class RedisStore:
     async def save(self, key: str, entry: CachedEntry, ttl: int, generation: str) -> Saved:
         base = keys.base_of(key)
         stored = await self._script(
-            _SAVE_SCRIPT,
+            scripts.SAVE,
             [key, keys.variants_key(base), keys.gen_key(base)],
             self._codec.encode(entry),
             ttl,
@@ -355,7 +219,7 @@ class RedisStore:
         fresh = new_generation()
         stored = msgspec.structs.replace(entry, generation=fresh)
         result = await self._script(
-            _REPLACE_SCRIPT,
+            scripts.REPLACE,
             [key, keys.variants_key(base), keys.gen_key(base)],
             self._codec.encode(stored) if ttl > 0 else b"",
             max(ttl, 1),
@@ -383,8 +247,8 @@ class RedisStore:
         args = (new_generation(), self._gen_ttl, self._channel, message, floor, floor_ttl)
         replicas = self._replicas_to_wait(base)
         if replicas == 0:
-            return int(await self._script(_INVALIDATE_SCRIPT, keys_, *args))
-        command = ("EVAL", _INVALIDATE_SCRIPT, len(keys_), *keys_, *args)
+            return int(await self._script(scripts.INVALIDATE, keys_, *args))
+        command = ("EVAL", scripts.INVALIDATE, len(keys_), *keys_, *args)
         wait = ("WAIT", replicas, self._ack_timeout_ms)
         try:
             async with asyncio.timeout(self._timeout + self._ack_timeout_ms / 1000):
@@ -435,7 +299,7 @@ class RedisStore:
         the last webhook's lower bound."""
         base = keys.base_of(key)
         role, gen, epoch, floor = await self._script(
-            _LOCK_SCRIPT,
+            scripts.LOCK,
             [keys.lock_key(key), keys.answer_key(key), keys.gen_key(base), keys.floor_key(base)],
             token,
             ttl_ms,
@@ -459,7 +323,7 @@ class RedisStore:
         message: bytes,
     ) -> None:
         await self._script(
-            _SHARE_SCRIPT,
+            scripts.SHARE,
             [keys.answer_key(key), keys.lock_key(key), keys.followers_key(key)],
             generation.encode() + b"|" + self._codec.encode(entry),
             ttl_ms,
@@ -469,10 +333,10 @@ class RedisStore:
         )
 
     async def unlock(self, key: str, token: str) -> None:
-        await self._script(_UNLOCK_SCRIPT, [keys.lock_key(key)], token)
+        await self._script(scripts.UNLOCK, [keys.lock_key(key)], token)
 
     async def hold(self, key: str, token: str, ttl_ms: int) -> bool:
-        return bool(await self._script(_HOLD_SCRIPT, [key], token, ttl_ms))
+        return bool(await self._script(scripts.HOLD, [key], token, ttl_ms))
 
     async def ping(self) -> bool:
         try:
