@@ -64,7 +64,10 @@ SCENARIOS: dict[str, tuple[str, Callable[[Env], dict[str, Any]]]] = {
         "proxy: in-process HIT, tracing on, all sampled",
         scenario_hit_traced_all,
     ),
-    "proxy_redis_hit": ("proxy: Redis HIT, default (info)", scenario_proxy_redis_hit),
+    "proxy_redis_hit": (
+        "proxy: Redis HIT (memory layer off), default (info)",
+        scenario_proxy_redis_hit,
+    ),
     "proxy_miss_default": (
         "proxy: MISS (256 orders), default (info, log to file)",
         scenario_proxy_miss_default,

@@ -95,8 +95,13 @@ def scenario_workers_2(env: Env) -> dict[str, Any]:
 def scenario_proxy_redis_hit(env: Env) -> dict[str, Any]:
     if env.redis is None:
         raise BenchError("redis-server is not installed")
-    # The default log level, as the ladder of issue 24 compares it.
-    proc, port = start_proxy(env, "proxy-redis-hit", redis=True, log_level="info")
+    # The default log level, as the ladder of issue 24 compares it, and the in-process layer
+    # off: every hit is one Redis round trip (with it on, a repeated hit is a memory hit).
+    config = env.tmp / "redis-hit.toml"
+    config.write_text("[cache]\nmemory_layer_ttl_seconds = 0\n")
+    proc, port = start_proxy(
+        env, "proxy-redis-hit", redis=True, log_level="info", config_file=config
+    )
     try:
         path = f"/orders/{HIT_ORDER}"
         expect(port, path, body=env.body, x_cache=None)  # MISS, or HIT if already stored
