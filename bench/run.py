@@ -8,12 +8,14 @@ simulator, redis-server and this harness share core 1. Each scenario is warmed u
 CPU time per request (utime+stime from /proc/<pid>/stat over the run / requests).
 
 Scenarios (all on 127.0.0.1):
-  ceilings  bare aiohttp returning the bytes from memory; aiohttp + one redis.asyncio GET;
+  ceilings  aiohttp's low-level web.Server and a bare web.Application returning the bytes
+            from memory; aiohttp + one redis.asyncio GET;
             aiohttp forwarding to the simulator with one shared session; nginx proxy_cache
             hit with an injected Authorization header (when nginx is installed)
   proxy     `order-proxy serve`, stdout redirected to a file: in-process HIT and MISS in the
             default configuration (LOG_LEVEL=info: one JSON access line per request, checked
-            after the run) and with quiet logs (warning), Redis HIT, MISS on one order, a
+            after the run), the same with the fast lane off, with quiet logs (warning), Redis
+            HIT (info), MISS on one order, a
             1,000-request burst for one uncached order (upstream calls counted by the
             simulator), 100k distinct orders through the in-process layer with a 64 MiB bound
             (RSS checked)

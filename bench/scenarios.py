@@ -10,6 +10,7 @@ from bench.forged_jwe import scenario_forged_jwe
 from bench.scenarios_ceilings import (
     scenario_bare,
     scenario_forward,
+    scenario_lowlevel,
     scenario_nginx,
     scenario_redis_get,
 )
@@ -26,6 +27,7 @@ from bench.scenarios_proxy import (
     scenario_hit_traced_1pct,
     scenario_hit_traced_all,
     scenario_proxy_memory_hit,
+    scenario_proxy_memory_hit_app,
     scenario_proxy_memory_hit_default,
     scenario_proxy_miss,
     scenario_proxy_miss_default,
@@ -36,13 +38,18 @@ from bench.scenarios_proxy import (
 )
 
 SCENARIOS: dict[str, tuple[str, Callable[[Env], dict[str, Any]]]] = {
-    "bare": ("ceiling: bare aiohttp, bytes from memory", scenario_bare),
+    "lowlevel": ("ceiling: aiohttp low-level web.Server, bytes from memory", scenario_lowlevel),
+    "bare": ("ceiling: aiohttp web.Application, bytes from memory", scenario_bare),
     "redis_get": ("ceiling: aiohttp + 1 redis GET", scenario_redis_get),
     "forward": ("ceiling: aiohttp forward to simulator", scenario_forward),
     "nginx": ("ceiling: nginx proxy_cache HIT", scenario_nginx),
     "proxy_memory_hit_default": (
         "proxy: in-process HIT, default (info, JSON log to file)",
         scenario_proxy_memory_hit_default,
+    ),
+    "proxy_memory_hit_app": (
+        "proxy: in-process HIT, default, fast lane off (web.Application)",
+        scenario_proxy_memory_hit_app,
     ),
     "proxy_memory_hit": ("proxy: in-process HIT, quiet logs", scenario_proxy_memory_hit),
     "proxy_hit_trace_off": (
@@ -57,7 +64,10 @@ SCENARIOS: dict[str, tuple[str, Callable[[Env], dict[str, Any]]]] = {
         "proxy: in-process HIT, tracing on, all sampled",
         scenario_hit_traced_all,
     ),
-    "proxy_redis_hit": ("proxy: Redis HIT", scenario_proxy_redis_hit),
+    "proxy_redis_hit": (
+        "proxy: Redis HIT (memory layer off), default (info)",
+        scenario_proxy_redis_hit,
+    ),
     "proxy_miss_default": (
         "proxy: MISS (256 orders), default (info, log to file)",
         scenario_proxy_miss_default,

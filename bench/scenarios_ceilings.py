@@ -19,6 +19,15 @@ def scenario_bare(env: Env) -> dict[str, Any]:
         env.procs.stop(proc)
 
 
+def scenario_lowlevel(env: Env) -> dict[str, Any]:
+    proc, port = start_python_server(env, "ceiling_lowlevel", "--body-file", str(env.body_file))
+    try:
+        expect(port, f"/orders/{HIT_ORDER}", body=env.body)
+        return measure(env, port, f"/orders/{HIT_ORDER}", proc)
+    finally:
+        env.procs.stop(proc)
+
+
 def scenario_redis_get(env: Env) -> dict[str, Any]:
     if env.redis is None or env.redis_url is None:
         raise BenchError("redis-server is not installed")

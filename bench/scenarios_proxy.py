@@ -33,8 +33,10 @@ def _with_log_check(proc: Proc, result: dict[str, Any], before: int) -> dict[str
     return result
 
 
-def _memory_hit(env: Env, name: str, log_level: str) -> dict[str, Any]:
-    proc, port = start_proxy(env, name, log_level=log_level)
+def _memory_hit(
+    env: Env, name: str, log_level: str, extra: dict[str, str] | None = None
+) -> dict[str, Any]:
+    proc, port = start_proxy(env, name, log_level=log_level, extra_env=extra)
     try:
         path = f"/orders/{HIT_ORDER}"
         expect(port, path, body=env.body, x_cache="MISS")
@@ -55,6 +57,11 @@ def scenario_proxy_memory_hit(env: Env) -> dict[str, Any]:
 
 def scenario_proxy_memory_hit_default(env: Env) -> dict[str, Any]:
     return _memory_hit(env, "proxy-memory-hit-default", "info")
+
+
+def scenario_proxy_memory_hit_app(env: Env) -> dict[str, Any]:
+    # The default configuration with the fast lane off: every request through web.Application.
+    return _memory_hit(env, "proxy-memory-hit-app", "info", {"PROXY_FAST_LANE": "false"})
 
 
 def _workers(env: Env, workers: int) -> dict[str, Any]:
@@ -88,7 +95,13 @@ def scenario_workers_2(env: Env) -> dict[str, Any]:
 def scenario_proxy_redis_hit(env: Env) -> dict[str, Any]:
     if env.redis is None:
         raise BenchError("redis-server is not installed")
-    proc, port = start_proxy(env, "proxy-redis-hit", redis=True)
+    # The default log level, as the ladder of issue 24 compares it, and the in-process layer
+    # off: every hit is one Redis round trip (with it on, a repeated hit is a memory hit).
+    config = env.tmp / "redis-hit.toml"
+    config.write_text("[cache]\nmemory_layer_ttl_seconds = 0\n")
+    proc, port = start_proxy(
+        env, "proxy-redis-hit", redis=True, log_level="info", config_file=config
+    )
     try:
         path = f"/orders/{HIT_ORDER}"
         expect(port, path, body=env.body, x_cache=None)  # MISS, or HIT if already stored

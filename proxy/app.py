@@ -47,6 +47,7 @@ from proxy.observe.tracing import Tracing
 from proxy.upstream.client import Credentials, JuspayClient, build_session, close_session
 from proxy.web import routes
 from proxy.web.auth import ClientKeyAuth, WebhookAuth
+from proxy.web.fastlane import FAST_LANE, FastLane
 from proxy.web.middlewares import make_observe
 from proxy.web.openapi import build_openapi
 from proxy.web.operator_views import OPERATOR_VIEWS, OperatorViews
@@ -112,6 +113,8 @@ def create_app(
         register(app, routes.INTERNAL, rows)
     else:
         app[INTERNAL_APP] = _internal_app(settings, metrics, lifecycle, views)
+    # The order reads' own middlewares and handlers, for the low-level server (BoundedRunner).
+    app[FAST_LANE] = FastLane(app, middlewares, rows)
     return app
 
 

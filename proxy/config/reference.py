@@ -116,6 +116,9 @@ MEANINGS: Final[Mapping[str, str]] = {
     "server.internal_port": "a second listener for `/metrics`, `/readyz` and `/healthz`, "
     "which then are not served on `PROXY_PORT`; must differ from it",
     "server.internal_host": "the internal listener's address (default: `PROXY_HOST`)",
+    "server.fast_lane": "answer GET/HEAD order reads on aiohttp's low-level server (the same "
+    "middlewares and handlers, without the Application's per-request routing); off: all "
+    "requests through web.Application",
     "server.drain_seconds": "on SIGTERM, how long in-flight requests may take to finish",
     "server.shutdown_delay_seconds": "on SIGTERM, keep listening (already unready) this long "
     "before closing",

@@ -319,6 +319,11 @@ class ServerSettings:
     ] = 256 * 1024
     max_line_size: int = 8190
     max_field_size: int = 8190
+    # Order reads served on aiohttp's low-level server with the app's own middlewares and
+    # handlers, past the Application's per-request routing machinery (proxy/web/fastlane.py).
+    fast_lane: Annotated[
+        bool, Meta(extra=sources(env="PROXY_FAST_LANE", toml="server.fast_lane"))
+    ] = True
     # Bounds that hold without a key (proxy/web/bounds.py; docs/security.md, "Bounds").
     # aiohttp bounds each header line and their count, not their total: this is the total.
     max_header_bytes: Annotated[

@@ -42,6 +42,9 @@ class Access(enum.Enum):
     INTERNAL = "internal"  # anyone who reaches the listener: health, readiness, metrics
 
 
+# Spellings of one client key remembered as sent (with or without the colon, and so on).
+KNOWN_HEADERS_PER_CLIENT = 4
+
 # Module globals: compared on every request, and enum attribute lookups cost more.
 _CALLER = Access.CALLER
 _OPERATOR = Access.OPERATOR
@@ -95,6 +98,27 @@ class ClientKeyAuth(BasicAuthMiddleware):  # type: ignore[misc]
         self._clients = tuple(clients)
         # Each route's row of the route table; filled as the app's routes are registered.
         self._routes = routes
+        # Accepted Authorization values, as sent, and their client: a caller's next request is
+        # recognised by one dict lookup instead of base64, SHA-256 and a compare per client.
+        # Only accepted values enter (a flood of wrong keys adds nothing), and only a few
+        # spellings of each key exist, so it stays small; a bound holds anyway. The lookup
+        # does not leak a key: str hashes are keyed per process (SipHash), and two values are
+        # compared byte by byte only when their 64-bit hashes already match.
+        self._known: dict[str, ClientSettings] = {}
+        self._known_max = KNOWN_HEADERS_PER_CLIENT * max(1, len(self._clients))
+
+    async def authenticate(self, request: web.Request) -> bool:
+        header = request.headers.get(hdrs.AUTHORIZATION)
+        if header is not None:
+            known = self._known.get(header)
+            if known is not None:
+                request[CLIENT] = known
+                return True
+        if not await super().authenticate(request):
+            return False
+        if header is not None and len(self._known) < self._known_max:
+            self._known[header] = request[CLIENT]
+        return True
 
     def parse_auth_header(self, request: web.Request) -> BasicCredentials | None:
         return parse_basic(request.headers.get(hdrs.AUTHORIZATION))

@@ -34,6 +34,7 @@ from aiohttp.web_request import BaseRequest
 from proxy.config.settings import ServerSettings
 from proxy.core.errors import RequestTimeout
 from proxy.observe.metrics import Metrics
+from proxy.web.fastlane import FAST_LANE, FastLane
 
 log = structlog.get_logger("proxy.bounds")
 
@@ -67,7 +68,9 @@ class BoundedRunner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()
-        return BoundedServer(plain, self._settings, self._metrics)
+        # The fast lane, when on, is the request handler (the Application for the rest).
+        lane = self.app.get(FAST_LANE) if self._settings.fast_lane else None
+        return BoundedServer(plain, self._settings, self._metrics, handler=lane)
 
 
 class RefusalLog:
@@ -92,10 +95,17 @@ class RefusalLog:
 class BoundedServer(web.Server):
     """aiohttp's Server, handing out BoundedHandlers (or a refusal when full)."""
 
-    def __init__(self, plain: web.Server, settings: ServerSettings, metrics: Metrics) -> None:
-        # The same handler, request factory and keyword arguments as the app's own server.
+    def __init__(
+        self,
+        plain: web.Server,
+        settings: ServerSettings,
+        metrics: Metrics,
+        handler: FastLane | None = None,
+    ) -> None:
+        # The same handler (or the fast lane before it), request factory and keyword arguments
+        # as the app's own server.
         super().__init__(
-            plain.request_handler,
+            handler or plain.request_handler,
             request_factory=plain.request_factory,
             handler_cancellation=plain.handler_cancellation,
             loop=plain._loop,  # the loop the app runs on (private: no accessor)

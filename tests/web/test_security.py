@@ -22,7 +22,7 @@ from proxy.config.secrets import Secret
 from proxy.config.settings import ClientSettings, MerchantSettings, Settings, WebhookSettings
 from proxy.devtools.simulator import SimulatorState
 from proxy.observe.logs import configure_logging
-from proxy.web.auth import hash_key
+from proxy.web.auth import KNOWN_HEADERS_PER_CLIENT, ClientKeyAuth, hash_key
 from tests.conftest import (
     API_KEY,
     MERCHANT,
@@ -100,6 +100,37 @@ async def test_client_key_is_accepted_the_way_sdks_send_an_api_key(
     # The caller's credentials are replaced by the merchant's Juspay key upstream.
     sent = simulator_state.requests[-1].headers["authorization"]
     assert sent == "Basic " + base64.b64encode(f"{API_KEY}:".encode()).decode()
+
+
+async def test_a_remembered_client_key_still_meets_every_check_and_wrong_keys_are_not_kept(
+    gateway: Client, simulator_state: SimulatorState
+) -> None:
+    auth = next(m for m in gateway.app.middlewares if isinstance(m, ClientKeyAuth))
+    for _ in range(2):  # the second time the header is recognised as sent
+        ok = await gateway.get(f"/orders/{ORDER}", headers=basic(READER_KEY))
+        assert ok.status == 200
+        # The reader key is limited to its merchant, remembered or not.
+        other = await gateway.get(
+            f"/orders/{ORDER}", headers={**basic(READER_KEY), "x-merchantid": OTHER_MERCHANT}
+        )
+        assert other.status == 403
+        # And it is no operator key.
+        purge = await gateway.delete(f"/cache/orders/{ORDER}", headers=basic(READER_KEY))
+        assert purge.status == 403
+    for n in range(50):
+        wrong = await gateway.get(f"/orders/{ORDER}", headers=basic(f"opk_wrong_{n}"))
+        assert wrong.status == 401
+    assert list(auth._known.values()) == [c for c in auth._clients if c.name == "reader"]
+
+
+async def test_the_remembered_keys_are_bounded_per_client(gateway: Client) -> None:
+    auth = next(m for m in gateway.app.middlewares if isinstance(m, ClientKeyAuth))
+    # Spellings of one key that all decode to it (the header's scheme in any case).
+    for scheme in ("Basic", "basic", "BASIC", "bASIC", "BaSiC", "BAsic", "baSIC", "BASic", "basIC"):
+        header = scheme + " " + base64.b64encode(f"{READER_KEY}:".encode()).decode()
+        resp = await gateway.get(f"/orders/{ORDER}", headers={"Authorization": header})
+        assert resp.status == 200
+    assert len(auth._known) == KNOWN_HEADERS_PER_CLIENT * len(auth._clients)
 
 
 async def test_a_client_cannot_reach_another_merchant(
