@@ -278,6 +278,23 @@ class WebhookContent(msgspec.Struct, kw_only=True):
     txn: Any = None
 
 
+def family_of(name: str) -> str:
+    """An event name's family (order, refund, txn, mandate, chargeback, notification, other):
+    a bounded label, whatever Juspay adds; the proxy and the simulator class names alike."""
+    if "REFUND" in name and not name.startswith("CHARGEBACK_"):
+        return "refund"
+    for prefix, family in (
+        ("ORDER_", "order"),
+        ("TXN_", "txn"),
+        ("MANDATE_", "mandate"),
+        ("CHARGEBACK_", "chargeback"),
+        ("NOTIFICATION_", "notification"),
+    ):
+        if name.startswith(prefix):
+            return family
+    return "other"
+
+
 class WebhookEvent(msgspec.Struct, kw_only=True):
     """Juspay's webhook envelope: {"id", "event_name", "date_created", "content": {...}}."""
 

@@ -47,7 +47,7 @@ from proxy.core.errors import (
     Unauthorized,
 )
 from proxy.core.lowerbound import floor_of
-from proxy.core.models import WebhookEvent
+from proxy.core.models import WebhookEvent, family_of
 from proxy.observe.metrics import Metrics
 from proxy.web import webhook_jwt
 from proxy.web.auth import WebhookAuth
@@ -121,22 +121,6 @@ def _answer(result: str) -> web.Response:
     return web.Response(
         body=_ok.encode({"status": "ok", "result": result}), content_type="application/json"
     )
-
-
-def family_of(name: str) -> str:
-    """The name class of an event name: a bounded label, whatever Juspay adds."""
-    if "REFUND" in name and not name.startswith("CHARGEBACK_"):
-        return "refund"
-    for prefix, family in (
-        ("ORDER_", "order"),
-        ("TXN_", "txn"),
-        ("MANDATE_", "mandate"),
-        ("CHARGEBACK_", "chargeback"),
-        ("NOTIFICATION_", "notification"),
-    ):
-        if name.startswith(prefix):
-            return family
-    return "other"
 
 
 @dataclass(frozen=True, slots=True)

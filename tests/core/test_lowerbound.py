@@ -9,8 +9,7 @@ import pytest
 
 from proxy.core import lowerbound
 from proxy.core.lowerbound import Floor, floor_of, lags
-from proxy.core.models import OrderStatusView, WebhookEvent
-from proxy.web.webhooks import family_of
+from proxy.core.models import OrderStatusView, WebhookEvent, family_of
 
 
 def event(name: str, content: dict[str, Any]) -> WebhookEvent:

@@ -21,6 +21,7 @@ import re
 import uuid
 from typing import Any
 
+from proxy.core.models import family_of
 from proxy.devtools.simulator.bodies import now_stamp
 from proxy.devtools.simulator.errors import ControlError
 
@@ -56,23 +57,6 @@ CHARGEBACK_EVENTS = (
 # Any other upper-case name may be sent too (to try how an unknown event is handled).
 _EVENT_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 _FAILED = frozenset({"AUTHENTICATION_FAILED", "AUTHORIZATION_FAILED", "JUSPAY_DECLINED"})
-
-
-def family_of(name: str) -> str:
-    """order, refund, txn, mandate, chargeback, notification or other, as the proxy classes
-    names (a notification event is sent in the standard envelope: its shape is not known)."""
-    if "REFUND" in name and not name.startswith("CHARGEBACK_"):
-        return "refund"
-    for prefix, family in (
-        ("ORDER_", "order"),
-        ("TXN_", "txn"),
-        ("MANDATE_", "mandate"),
-        ("CHARGEBACK_", "chargeback"),
-        ("NOTIFICATION_", "notification"),
-    ):
-        if name.startswith(prefix):
-            return family
-    return "other"
 
 
 def default_event(order: dict[str, Any]) -> str:

@@ -11,8 +11,9 @@ import aiohttp
 from aiohttp import web
 
 from proxy.config.keyfiles import valid_kid
+from proxy.core.models import family_of
 from proxy.devtools.simulator.errors import ControlError
-from proxy.devtools.simulator.events import check_name, default_event, event, family_of
+from proxy.devtools.simulator.events import check_name, default_event, event
 from proxy.devtools.simulator.parsing import known_merchant, order_key, read_object, reply
 from proxy.devtools.simulator.state import SIMULATOR_STATE
 
