@@ -53,6 +53,7 @@ from proxy.web.openapi import build_openapi
 from proxy.web.operator_views import OPERATOR_VIEWS, OperatorViews
 from proxy.web.ratelimit import RATE_LIMITER, RateLimiter, any_limits, limit_requests
 from proxy.web.routes import RouteRows, register
+from proxy.web.serverheader import strip_server_header
 from proxy.web.webhook_limits import WEBHOOK_LIMITS, WebhookLimits
 
 log = structlog.get_logger("proxy.app")
@@ -106,7 +107,7 @@ def create_app(
         app.cleanup_ctx.append(_tracing)
     app.cleanup_ctx.append(_resources(redis, upstream, clock or time.time))
     app.on_shutdown.append(_start_draining)
-    app.on_response_prepare.append(_strip_server_header)
+    app.on_response_prepare.append(strip_server_header)
 
     register(app, routes.API, rows)
     if settings.server.internal_port is None:
@@ -129,7 +130,7 @@ def _internal_app(
     app[METRICS] = metrics
     app[LIFECYCLE] = lifecycle
     app[OPERATOR_VIEWS] = views
-    app.on_response_prepare.append(_strip_server_header)
+    app.on_response_prepare.append(strip_server_header)
     register(app, routes.INTERNAL, rows)
     return app
 
@@ -146,11 +147,6 @@ async def _tracing(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await tracing.close()
-
-
-async def _strip_server_header(request: web.Request, response: web.StreamResponse) -> None:
-    # Allow-list on the way out too: no software versions for whoever is probing.
-    response.headers.popall("Server", None)
 
 
 async def _start_draining(app: web.Application) -> None:

@@ -104,6 +104,48 @@ async def test_headers_that_never_end_are_cut_off_at_the_header_deadline(
     assert time.monotonic() - started < 6  # the deadline is 2 s, keep-alive 75 s
 
 
+async def _answer(reader: asyncio.StreamReader) -> bytes:
+    """One whole answer to a GET on a kept-alive connection (its head and its body)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    return head + await reader.readexactly(length)
+
+
+async def test_a_connection_whose_requests_each_finish_in_time_lives_past_the_deadline(
+    served: ServiceProcess,
+) -> None:
+    # Requests for 3 s on one connection, each finished at once: 2 s after the first one's
+    # first byte the connection is still served (the deadline moved with every request).
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    started = time.monotonic()
+    answers = 0
+    while time.monotonic() - started < 3.0:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: proxy\r\n\r\n")
+        assert (await asyncio.wait_for(_answer(reader), 5)).startswith(b"HTTP/1.1 200 ")
+        answers += 1
+        await asyncio.sleep(0.25)  # the pace of the caller, not a wait for the server
+    writer.close()
+    assert answers >= 10
+
+
+async def test_a_request_stalling_after_others_is_cut_off_at_its_own_deadline(
+    served: ServiceProcess,
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: proxy\r\n\r\n")
+    assert (await asyncio.wait_for(_answer(reader), 5)).startswith(b"HTTP/1.1 200 ")
+    # Later than the first request's deadline would be checked (2 s after it), a request
+    # whose headers never end: refused 2 s after its own first byte, not sooner.
+    await asyncio.sleep(1.2)
+    writer.write(b"GET /orders/ORD1 HTTP/1.1\r\nHost: proxy\r\n")
+    await writer.drain()
+    stalled = time.monotonic()
+    answer = await _closed_within(reader, 8)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert 1.8 <= time.monotonic() - stalled < 6
+
+
 async def test_a_body_that_never_ends_is_cut_off_at_the_body_deadline(
     served: ServiceProcess,
 ) -> None:

@@ -175,6 +175,7 @@ async def test_every_other_answer_is_the_same_both_ways(
     await paths.one(paths.plain, method, path, headers)
     answer = assert_same(await paths.both(method, path, headers))
     assert answer.status == status
+    assert header(answer, "Server") is None
 
 
 async def test_a_caller_request_id_is_echoed_both_ways(paths: Paths) -> None:
