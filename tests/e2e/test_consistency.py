@@ -403,3 +403,18 @@ async def test_a_no_cache_read_that_finds_a_change_drops_every_variant_on_every_
     await asyncio.wait_for(heard.wait(), 5)
     for replica in (a, b):
         assert await refunds(await replica.get("/orders/VARIANTS-1", headers=old)) == ["SUCCESS"]
+
+
+async def test_a_hit_from_redis_is_one_round_trip_of_one_command(
+    make_proxy: ProxyFactory, simulator: TestServer, redis_server: RedisProcess
+) -> None:
+    proxy = await make_proxy(settings=consistent(simulator, redis_server.url,
+                                                 memory_layer_ttl_seconds=0.0))  # fmt: skip
+    assert (await proxy.get("/orders/JP1636474794", headers=OPS)).headers["X-Cache"] == "MISS"
+    for _ in range(3):
+        trips = metric(proxy, "order_proxy_redis_round_trips_total")
+        commands = metric(proxy, "order_proxy_redis_commands_total")
+        hit = await proxy.get("/orders/JP1636474794", headers=OPS)
+        assert hit.headers["X-Cache"] == "HIT"
+        assert metric(proxy, "order_proxy_redis_round_trips_total") - trips == 1
+        assert metric(proxy, "order_proxy_redis_commands_total") - commands == 1
