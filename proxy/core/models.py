@@ -278,6 +278,45 @@ class WebhookContent(msgspec.Struct, kw_only=True):
     txn: Any = None
 
 
+# Juspay's documented webhook event names, by what they are about (the proxy labels its
+# metrics with them; the simulator may send any other upper-case name too).
+ORDER_EVENTS = frozenset(
+    {
+        "ORDER_SUCCEEDED",
+        "ORDER_FAILED",
+        "ORDER_REFUNDED",
+        "ORDER_REFUND_FAILED",
+        "REFUND_MANUAL_REVIEW_NEEDED",
+        "AUTO_REFUND_SUCCEEDED",
+        "AUTO_REFUND_FAILED",
+        "TXN_CREATED",
+    }
+)
+MANDATE_EVENTS = frozenset(
+    {
+        "MANDATE_CREATED",
+        "MANDATE_ACTIVATED",
+        "MANDATE_FAILED",
+        "MANDATE_PAUSED",
+        "MANDATE_RESUMED",
+        "MANDATE_REVOKED",
+        "MANDATE_EXPIRED",
+    }
+)
+CHARGEBACK_EVENTS = frozenset(
+    {
+        "CHARGEBACK_RECEIVED",
+        "CHARGEBACK_UNDER_REVIEW",
+        "CHARGEBACK_EVIDENCE_REQUIRED",
+        "CHARGEBACK_RESOLVED_IN_MERCHANT_FAVOUR",
+        "CHARGEBACK_RESOLVED_IN_CUSTOMER_FAVOUR",
+        "CHARGEBACK_CANCELLED",
+        "CHARGEBACK_REFUNDED",
+        "CHARGEBACK_EXPIRED",
+    }
+)
+
+
 def family_of(name: str) -> str:
     """An event name's family (order, refund, txn, mandate, chargeback, notification, other):
     a bounded label, whatever Juspay adds; the proxy and the simulator class names alike."""

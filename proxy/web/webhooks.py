@@ -47,7 +47,13 @@ from proxy.core.errors import (
     Unauthorized,
 )
 from proxy.core.lowerbound import floor_of
-from proxy.core.models import WebhookEvent, family_of
+from proxy.core.models import (
+    CHARGEBACK_EVENTS,
+    MANDATE_EVENTS,
+    ORDER_EVENTS,
+    WebhookEvent,
+    family_of,
+)
 from proxy.observe.metrics import Metrics
 from proxy.web import webhook_jwt
 from proxy.web.auth import WebhookAuth
@@ -57,43 +63,9 @@ from proxy.web.webhook_limits import WEBHOOK_LIMITS, cheap_refusal
 
 log = structlog.get_logger("proxy.webhooks")
 
-# Juspay's documented event names; their lower-cased name is the metric label, any other
-# name counts as `other` (and by name class in order_proxy_webhook_unknown_events_total).
-ORDER_EVENTS = frozenset(
-    {
-        "ORDER_SUCCEEDED",
-        "ORDER_FAILED",
-        "ORDER_REFUNDED",
-        "ORDER_REFUND_FAILED",
-        "REFUND_MANUAL_REVIEW_NEEDED",
-        "AUTO_REFUND_SUCCEEDED",
-        "AUTO_REFUND_FAILED",
-        "TXN_CREATED",
-    }
-)
-MANDATE_EVENTS = frozenset(
-    {
-        "MANDATE_CREATED",
-        "MANDATE_ACTIVATED",
-        "MANDATE_FAILED",
-        "MANDATE_PAUSED",
-        "MANDATE_RESUMED",
-        "MANDATE_REVOKED",
-        "MANDATE_EXPIRED",
-    }
-)
-CHARGEBACK_EVENTS = frozenset(
-    {
-        "CHARGEBACK_RECEIVED",
-        "CHARGEBACK_UNDER_REVIEW",
-        "CHARGEBACK_EVIDENCE_REQUIRED",
-        "CHARGEBACK_RESOLVED_IN_MERCHANT_FAVOUR",
-        "CHARGEBACK_RESOLVED_IN_CUSTOMER_FAVOUR",
-        "CHARGEBACK_CANCELLED",
-        "CHARGEBACK_REFUNDED",
-        "CHARGEBACK_EXPIRED",
-    }
-)
+# Juspay's documented event names (proxy.core.models); their lower-cased name is the metric
+# label, any other name counts as `other` (and by name class in
+# order_proxy_webhook_unknown_events_total).
 KNOWN_EVENTS = ORDER_EVENTS | MANDATE_EVENTS | CHARGEBACK_EVENTS
 # Name classes (a bounded label), from the event name.
 FAMILIES = ("order", "refund", "txn", "mandate", "chargeback", "notification", "other")

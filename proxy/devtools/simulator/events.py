@@ -25,36 +25,8 @@ from proxy.core.models import family_of
 from proxy.devtools.simulator.bodies import now_stamp
 from proxy.devtools.simulator.errors import ControlError
 
-ORDER_EVENTS = (
-    "ORDER_SUCCEEDED",
-    "ORDER_FAILED",
-    "ORDER_REFUNDED",
-    "ORDER_REFUND_FAILED",
-    "REFUND_MANUAL_REVIEW_NEEDED",
-    "AUTO_REFUND_SUCCEEDED",
-    "AUTO_REFUND_FAILED",
-    "TXN_CREATED",
-)
-MANDATE_EVENTS = (
-    "MANDATE_CREATED",
-    "MANDATE_ACTIVATED",
-    "MANDATE_FAILED",
-    "MANDATE_PAUSED",
-    "MANDATE_RESUMED",
-    "MANDATE_REVOKED",
-    "MANDATE_EXPIRED",
-)
-CHARGEBACK_EVENTS = (
-    "CHARGEBACK_RECEIVED",
-    "CHARGEBACK_UNDER_REVIEW",
-    "CHARGEBACK_EVIDENCE_REQUIRED",
-    "CHARGEBACK_RESOLVED_IN_MERCHANT_FAVOUR",
-    "CHARGEBACK_RESOLVED_IN_CUSTOMER_FAVOUR",
-    "CHARGEBACK_CANCELLED",
-    "CHARGEBACK_REFUNDED",
-    "CHARGEBACK_EXPIRED",
-)
-# Any other upper-case name may be sent too (to try how an unknown event is handled).
+# Juspay's documented names (proxy.core.models) or any other upper-case name (to try how an
+# unknown event is handled).
 _EVENT_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 _FAILED = frozenset({"AUTHENTICATION_FAILED", "AUTHORIZATION_FAILED", "JUSPAY_DECLINED"})
 
