@@ -11,11 +11,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from proxy.appkeys import METRICS, WAITS
+from proxy.appkeys import WAITS
 from proxy.config.secrets import Secret
 from proxy.config.settings import Settings, WaitSettings, WebhookSettings
 from proxy.devtools.simulator import Fault, SimulatorState
 from tests.conftest import MERCHANT, ProxyFactory, make_settings
+from tests.support.metrics import metric
 from tests.support.processes import RedisProcess
 
 Client = TestClient[web.Request, web.Application]
@@ -29,10 +30,6 @@ def waiting(simulator: TestServer, redis: RedisProcess, **wait: float) -> Settin
         webhook=WebhookSettings("juspay", Secret("hook-pw", "test")),
     )
     return replace(settings, wait=replace(WaitSettings(), **wait))  # type: ignore[arg-type]
-
-
-def metric(client: Client, name: str, **labels: str) -> float:
-    return float(client.app[METRICS].registry.get_sample_value(name, labels) or 0.0)
 
 
 async def until(condition: object, within: float = 5.0) -> None:

@@ -21,17 +21,16 @@ from proxy.appkeys import BUS, ORDER_SERVICE
 from proxy.config.settings import RateLimit, Settings
 from proxy.devtools.simulator import SimulatorState
 from tests.conftest import MERCHANT, ProxyFactory
-from tests.e2e.test_consistency import (
+from tests.support.bus import until_bus
+from tests.support.consistency import (
     HOOK,
     OPS,
     REFUND_SETTLED,
-    Client,
     consistent,
-    metric,
     refunds,
     webhook,
 )
-from tests.support.bus import until_bus
+from tests.support.metrics import Client, metric
 from tests.support.processes import RedisProcess
 from tests.support.topology import PersistentRedis, SentinelSet
 

@@ -17,15 +17,14 @@ from proxy.config.settings import WaitSettings
 from proxy.core.orders import OrderQuery
 from proxy.devtools.simulator import SimulatorState, Stage
 from tests.conftest import MERCHANT, ProxyFactory
-from tests.e2e.test_consistency import (
+from tests.support.consistency import (
     HOOK,
     OPS,
     REFUND_SETTLED,
-    Client,
     consistent,
-    metric,
     refunds,
 )
+from tests.support.metrics import Client, metric
 from tests.support.processes import RedisProcess
 
 

@@ -12,6 +12,7 @@ from aiohttp import web
 from yarl import URL
 
 from proxy.devtools.simulator import STATUS_IDS, load_sample
+from proxy.devtools.simulator import bodies as simulator_bodies
 
 # A request the test expects that has not arrived by then will not: fail instead of hanging.
 ARRIVAL_TIMEOUT = 5.0
@@ -30,19 +31,7 @@ def order_body(order_id: str, status: str, merchant_id: str) -> bytes:
 
 def not_found_body(order_id: str) -> bytes:
     """Juspay's answer for an order it does not know (sent with HTTP 400, or 404 in old docs)."""
-    return json.dumps(
-        {
-            "status": "NOT_FOUND",
-            "error_info": {
-                "user_message": "Order Not Found",
-                "developer_message": "Order Not Found",
-                "code": "RESOURCE_NOT_FOUND",
-                "category": "USER_ERROR",
-            },
-            "status_id": 40,
-            "order_id": order_id,
-        }
-    ).encode()
+    return json.dumps(simulator_bodies.not_found_body(order_id)).encode()
 
 
 @dataclass(frozen=True, slots=True)

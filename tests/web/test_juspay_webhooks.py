@@ -25,7 +25,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.appkeys import METRICS, ORDER_SERVICE
+from proxy.appkeys import ORDER_SERVICE
 from proxy.config import SettingsError, load_settings
 from proxy.config.secrets import Secret
 from proxy.config.settings import (
@@ -44,6 +44,7 @@ from tests.conftest import (
     ProxyFactory,
     make_settings,
 )
+from tests.support.metrics import metric
 from tests.support.processes import RedisProcess
 from tests.web.test_jwt_webhooks import (
     KID,
@@ -147,10 +148,6 @@ def jwt_body(
     """Signed by Juspay (or `signer`), encrypted to merchant_a (or `recipient`), by jwcrypto."""
     signed = sign(payload, signer or keys.juspay.private)
     return body_of(encrypt(signed, recipient or keys.merchant.public, **header))
-
-
-def metric(client: Client, name: str, **labels: str) -> float:
-    return float(client.app[METRICS].registry.get_sample_value(name, labels) or 0.0)
 
 
 def refusals(client: Client, reason: str) -> float:
