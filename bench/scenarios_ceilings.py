@@ -10,22 +10,22 @@ from bench.harness import AUTHORIZATION, MERCHANT, SERVER_CORE, BenchError, find
 from bench.measure import expect, measure
 
 
-def scenario_bare(env: Env) -> dict[str, Any]:
-    proc, port = start_python_server(env, "ceiling_bare", "--body-file", str(env.body_file))
+def _from_memory(env: Env, module: str) -> dict[str, Any]:
+    """A ceiling server (`bench/<module>.py`) answering the bench body from memory."""
+    proc, port = start_python_server(env, module, "--body-file", str(env.body_file))
     try:
         expect(port, f"/orders/{HIT_ORDER}", body=env.body)
         return measure(env, port, f"/orders/{HIT_ORDER}", proc)
     finally:
         env.procs.stop(proc)
+
+
+def scenario_bare(env: Env) -> dict[str, Any]:
+    return _from_memory(env, "ceiling_bare")
 
 
 def scenario_lowlevel(env: Env) -> dict[str, Any]:
-    proc, port = start_python_server(env, "ceiling_lowlevel", "--body-file", str(env.body_file))
-    try:
-        expect(port, f"/orders/{HIT_ORDER}", body=env.body)
-        return measure(env, port, f"/orders/{HIT_ORDER}", proc)
-    finally:
-        env.procs.stop(proc)
+    return _from_memory(env, "ceiling_lowlevel")
 
 
 def scenario_redis_get(env: Env) -> dict[str, Any]:
